@@ -1,0 +1,8 @@
+//! The Steward agent: enrolls with the server, keeps one TLS connection to it, reports the system's inventory
+//! and then only its changes, and carries out the server's requests.
+//!
+//! **Architecture invariant:** the agent depends on `steward-protocol` only, never on the server crates, and it
+//! never wakes up on a timer unless a monitor needs a sample: changes are noticed through inotify and netlink.
+
+pub mod inventory;
+pub mod watch;

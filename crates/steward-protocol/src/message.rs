@@ -1,0 +1,56 @@
+//! The messages agent and server exchange once the TLS channel is up.
+//!
+//! ```text
+//!  agent                                   server
+//!    |-- Hello {version, inventory digest} -->|   checks the certificate is not revoked
+//!    |<-- Welcome {send full inventory?} -----|
+//!    |-- Inventory (full) or InventoryPatch ->|   only when the server asked, or something changed
+//!    |            ... idle: nothing is sent, nobody wakes up ...
+//!    |<-- RefreshInventory {full} ------------|   an operator asked for fresh facts
+//!    |-- InventoryPatch (if anything changed)->|
+//!    |<-- Goodbye {reason, retry} ------------|   before the server closes (revoked, shutdown, bad message)
+//! ```
+//!
+//! Both sides reject a peer whose `protocol_version` they do not speak with a `Goodbye`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{Inventory, InventoryPatch};
+
+/// The version of this protocol; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Messages from the agent to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMessage {
+    /// First message on every connection.
+    Hello {
+        protocol_version: u32,
+        agent_version: String,
+        /// Digest of the inventory the agent last reported, if it has reported one.
+        inventory_digest: Option<String>,
+    },
+    /// The whole inventory; sent only when the server asks for it in `Welcome`.
+    Inventory { inventory: Box<Inventory> },
+    /// What changed since the last inventory or patch the agent sent.
+    InventoryPatch { patch: Box<InventoryPatch> },
+}
+
+/// Messages from the server to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    Welcome {
+        protocol_version: u32,
+        /// The system ID the server knows this agent by.
+        system_id: String,
+        /// True when the server's copy of the inventory does not match the agent's digest.
+        send_full_inventory: bool,
+    },
+    /// Collect the inventory now and send it: whole when `full`, else a patch if anything changed.
+    RefreshInventory { full: bool },
+    /// The server is about to close the connection, and why. With `retry` false the agent must not reconnect
+    /// with its current identity (its certificate was revoked, or it speaks an unsupported protocol).
+    Goodbye { reason: String, retry: bool },
+}

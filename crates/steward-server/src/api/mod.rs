@@ -1,0 +1,118 @@
+//! The REST API under `/api/v1`: the router, the OpenAPI document, and one module per resource.
+//!
+//! **API boundary:** paths, bodies and error codes here are the external contract (PRODUCT.md). The OpenAPI
+//! document is generated from these handlers and committed as `openapi.json`; a test fails when it is stale.
+//!
+//! Handlers are thin: they authorize the caller, validate input, call the store or an `app` function, and end
+//! every mutation through `audit::finish` so the audit record shares the change's transaction.
+
+pub mod audit;
+pub mod enrollment;
+pub mod extract;
+pub mod groups;
+pub mod health;
+pub mod systems;
+pub mod users;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::routing::{delete, get, post};
+use steward_types::ErrorCode;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Steward API", description = "Systems management for Linux fleets and their hypervisors."),
+    paths(
+        health::health,
+        users::whoami,
+        users::user_list, users::user_create, users::user_show, users::user_update, users::user_delete,
+        users::token_list, users::token_create, users::token_delete,
+        enrollment::enrollment_token_list, enrollment::enrollment_token_create, enrollment::enrollment_token_delete,
+        enrollment::enrollment_create,
+        systems::system_list, systems::system_show, systems::system_delete,
+        systems::system_inventory_history, systems::system_refresh_inventory,
+        groups::group_list, groups::group_create, groups::group_show, groups::group_update, groups::group_delete,
+        groups::group_members, groups::group_members_add, groups::group_member_remove,
+        audit::audit_list,
+    ),
+    components(schemas(steward_types::ErrorResponse)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON, exactly as committed in `openapi.json`.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
+
+pub fn router(state: AppState) -> Router {
+    let openapi = openapi_json();
+    let api = Router::new()
+        .route("/health", get(health::health))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
+        .route("/whoami", get(users::whoami))
+        .route("/users", get(users::user_list).post(users::user_create))
+        .route("/users/{user}", get(users::user_show).patch(users::user_update).delete(users::user_delete))
+        .route("/tokens", get(users::token_list).post(users::token_create))
+        .route("/tokens/{token}", delete(users::token_delete))
+        .route("/enrollment-tokens", get(enrollment::enrollment_token_list).post(enrollment::enrollment_token_create))
+        .route("/enrollment-tokens/{token}", delete(enrollment::enrollment_token_delete))
+        .route("/enrollments", post(enrollment::enrollment_create))
+        .route("/systems", get(systems::system_list))
+        .route("/systems/{system}", get(systems::system_show).delete(systems::system_delete))
+        .route("/systems/{system}/inventory-history", get(systems::system_inventory_history))
+        .route("/systems/{system}/refresh-inventory", post(systems::system_refresh_inventory))
+        .route("/groups", get(groups::group_list).post(groups::group_create))
+        .route("/groups/{group}", get(groups::group_show).patch(groups::group_update).delete(groups::group_delete))
+        .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))
+        .route("/groups/{group}/members/{system}", delete(groups::group_member_remove))
+        .route("/audit", get(audit::audit_list))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("there is no endpoint {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{} does not accept {method}", uri.path()))
+}
+
+/// Shorthand for a `201 Created` with a JSON body.
+pub type Created<T> = (axum::http::StatusCode, axum::Json<T>);
+
+pub fn created<T>(value: T) -> Created<T> {
+    (axum::http::StatusCode::CREATED, axum::Json(value))
+}

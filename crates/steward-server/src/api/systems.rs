@@ -1,0 +1,136 @@
+//! Managed systems: `/api/v1/systems`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use steward_protocol::ServerMessage;
+use steward_types::ErrorResponse;
+use steward_types::api::systems::{InventoryChange, SystemDetail, SystemListQuery, SystemSummary};
+use steward_types::api::{Page, PageQuery, Role, Timestamp};
+
+use crate::api::extract::{Path, Query};
+use crate::audit::{AuditEntry, finish};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/api/v1/systems", tag = "systems", params(SystemListQuery),
+    responses((status = 200, body = Page<SystemSummary>), (status = 404, body = ErrorResponse)))]
+pub async fn system_list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<SystemListQuery>,
+) -> ApiResult<Json<Page<SystemSummary>>> {
+    let mut conn = state.store.conn().await?;
+    let group = match &query.group {
+        Some(group) => Some(
+            steward_store::groups::get(&mut conn, group).await?.ok_or_else(|| ApiError::not_found("group", group))?.id,
+        ),
+        None => None,
+    };
+    let (items, next) = steward_store::systems::list(
+        &mut conn,
+        group,
+        query.state,
+        query.after.as_deref(),
+        steward_store::page_limit(query.limit),
+    )
+    .await?;
+    Ok(Json(Page { items, next }))
+}
+
+pub(crate) async fn find_system(conn: &mut steward_store::Conn, id_or_name: &str) -> ApiResult<SystemSummary> {
+    steward_store::systems::get(conn, id_or_name).await?.ok_or_else(|| ApiError::not_found("system", id_or_name))
+}
+
+#[utoipa::path(get, path = "/api/v1/systems/{system}", tag = "systems", params(("system" = String, Path, description = "Name or ID")),
+    responses((status = 200, body = SystemDetail), (status = 404, body = ErrorResponse)))]
+pub async fn system_show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(system): Path<String>,
+) -> ApiResult<Json<SystemDetail>> {
+    let mut conn = state.store.conn().await?;
+    let summary = find_system(&mut conn, &system).await?;
+    let inventory = steward_store::systems::inventory_get(&mut conn, summary.id).await?;
+    let groups = steward_store::groups::groups_of(&mut conn, summary.id).await?;
+    let (inventory, inventory_updated_at) = match inventory {
+        Some((inventory, at)) => (Some(inventory), Some(at)),
+        None => (None, None),
+    };
+    Ok(Json(SystemDetail { summary, inventory, inventory_updated_at, groups }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/systems/{system}", tag = "systems", params(("system" = String, Path, description = "Name or ID")),
+    responses((status = 204), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn system_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(system): Path<String>,
+) -> ApiResult<StatusCode> {
+    let entry = AuditEntry::new(&caller.user.name, "system.delete", &system);
+    let mut tx = state.store.begin().await?;
+    let mut deleted = None;
+    let result = async {
+        caller.require(Role::Operator)?;
+        let summary = find_system(&mut tx, &system).await?;
+        steward_store::systems::certificates_revoke(&mut tx, summary.id, Timestamp::now()).await?;
+        steward_store::systems::delete(&mut tx, summary.id).await?;
+        deleted = Some(summary.id);
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    let result = finish(&state, tx, entry, result).await;
+    if let (Ok(_), Some(id)) = (&result, deleted) {
+        // Only after the revocation is committed: the agent's connection ends now and it cannot come back.
+        state.agents.disconnect(id, "the system was removed from Steward and its certificate revoked");
+    }
+    result
+}
+
+#[utoipa::path(get, path = "/api/v1/systems/{system}/inventory-history", tag = "systems", params(("system" = String, Path, description = "Name or ID"), PageQuery),
+    responses((status = 200, body = Page<InventoryChange>), (status = 404, body = ErrorResponse)))]
+pub async fn system_inventory_history(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(system): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<InventoryChange>>> {
+    let before = page
+        .after
+        .as_deref()
+        .map(|after| {
+            after
+                .parse::<i64>()
+                .map_err(|_| ApiError::validation("after", "must be the `next` value of a previous page"))
+        })
+        .transpose()?;
+    let mut conn = state.store.conn().await?;
+    let summary = find_system(&mut conn, &system).await?;
+    let (items, next) =
+        steward_store::systems::history_list(&mut conn, summary.id, before, steward_store::page_limit(page.limit))
+            .await?;
+    Ok(Json(Page { items, next }))
+}
+
+#[utoipa::path(post, path = "/api/v1/systems/{system}/refresh-inventory", tag = "systems", params(("system" = String, Path, description = "Name or ID")),
+    responses((status = 202), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+pub async fn system_refresh_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(system): Path<String>,
+) -> ApiResult<StatusCode> {
+    let entry = AuditEntry::new(&caller.user.name, "system.refresh_inventory", &system);
+    let tx = state.store.begin().await?;
+    let result = async {
+        caller.require(Role::Operator)?;
+        let mut conn = state.store.conn().await?;
+        let summary = find_system(&mut conn, &system).await?;
+        if !state.agents.send(summary.id, ServerMessage::RefreshInventory { full: false }) {
+            return Err(ApiError::conflict(format!("the agent of {:?} is not connected", summary.name)));
+        }
+        Ok(StatusCode::ACCEPTED)
+    }
+    .await;
+    finish(&state, tx, entry, result).await
+}

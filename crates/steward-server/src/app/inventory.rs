@@ -1,0 +1,70 @@
+//! Inventory ingest: what the gateway calls when an agent reports its whole inventory or a patch.
+//!
+//! Each report is one transaction: the new inventory, its history entry and the system's dynamic group
+//! memberships change together.
+
+use steward_protocol::{Inventory, InventoryPatch};
+use steward_store::Store;
+use steward_types::SystemId;
+use steward_types::api::Timestamp;
+use steward_types::api::systems::{InventoryChange, SystemState};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Stores a whole inventory.
+pub async fn inventory_replace(store: &Store, system: SystemId, mut inventory: Inventory) -> ApiResult<()> {
+    inventory.normalize();
+    let change = InventoryChange {
+        at: Timestamp::now(),
+        sections: vec!["full".into()],
+        change: serde_json::json!({
+            "hostname": inventory.host.hostname,
+            "os": inventory.host.os.pretty_name,
+            "packages": inventory.packages.len(),
+            "filesystems": inventory.filesystems.len(),
+            "interfaces": inventory.interfaces.len(),
+        }),
+    };
+    save(store, system, &inventory, &change).await
+}
+
+/// Applies a patch to the stored inventory. Fails when the server has no inventory to patch (the gateway then
+/// asks the agent for a whole one).
+pub async fn inventory_patch(store: &Store, system: SystemId, patch: InventoryPatch) -> ApiResult<()> {
+    let mut conn = store.conn().await?;
+    let (mut inventory, _) = steward_store::systems::inventory_get(&mut conn, system)
+        .await?
+        .ok_or_else(|| ApiError::conflict("there is no inventory to patch"))?;
+    drop(conn);
+    let change = InventoryChange {
+        at: Timestamp::now(),
+        sections: patch.sections().into_iter().map(str::to_string).collect(),
+        change: serde_json::to_value(&patch).unwrap_or_default(),
+    };
+    inventory.apply(patch);
+    save(store, system, &inventory, &change).await
+}
+
+async fn save(store: &Store, system: SystemId, inventory: &Inventory, change: &InventoryChange) -> ApiResult<()> {
+    let mut tx = store.begin().await?;
+    let Some(summary) = steward_store::systems::get(&mut tx, &system.to_string()).await? else {
+        return Err(ApiError::not_found("system", &system.to_string()));
+    };
+    steward_store::systems::inventory_set(&mut tx, system, inventory, change).await?;
+    crate::app::groups::recompute_system(&mut tx, system, &summary.name, summary.state, Some(inventory)).await?;
+    tx.commit().await.map_err(steward_store::StoreError::from)?;
+    Ok(())
+}
+
+/// Records that a system's agent connected or disconnected, and updates state-dependent group memberships.
+pub async fn system_set_state(store: &Store, system: SystemId, state: SystemState) -> ApiResult<()> {
+    let mut tx = store.begin().await?;
+    let Some(summary) = steward_store::systems::get(&mut tx, &system.to_string()).await? else {
+        return Ok(());
+    };
+    steward_store::systems::set_contact(&mut tx, system, state == SystemState::Online, Timestamp::now()).await?;
+    let inventory = steward_store::systems::inventory_get(&mut tx, system).await?.map(|(inventory, _)| inventory);
+    crate::app::groups::recompute_system(&mut tx, system, &summary.name, state, inventory.as_ref()).await?;
+    tx.commit().await.map_err(steward_store::StoreError::from)?;
+    Ok(())
+}

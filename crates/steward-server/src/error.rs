@@ -1,0 +1,83 @@
+//! `ApiError`: what every handler returns on failure, rendered as the JSON error shape of PRODUCT.md.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use steward_store::StoreError;
+use steward_types::validate::ValidationError;
+use steward_types::{ErrorBody, ErrorCode, ErrorResponse};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: serde_json::json!({}) }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn not_found(kind: &str, id_or_name: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("no {kind} named or with ID {id_or_name:?}"))
+            .with_details(serde_json::json!({ "kind": kind, "id": id_or_name }))
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn validation(field: &str, reason: impl Into<String>) -> Self {
+        ValidationError::new(field, reason).into()
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::new(ErrorCode::ValidationFailed, error.to_string())
+            .with_details(serde_json::json!({ "field": error.field }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { what } => ApiError::conflict(format!("{what} already exists")),
+            other => {
+                tracing::error!(error = %crate::error_chain(&other), "store failure");
+                ApiError::internal("the store failed to carry out the request; the server log has the cause")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorResponse { error: ErrorBody { code: self.code, message: self.message, details: self.details } };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,139 @@
+//! The agent gateway: a TLS listener where every enrolled agent keeps one connection.
+//!
+//! The TLS handshake demands a client certificate signed by our CA; the connection is then accepted only if the
+//! certificate's serial is in the store, not revoked, and names the same system as its common name. The
+//! [`Registry`] holds one handle per connected system so the API can push requests to it or cut it off.
+//!
+//! **Architecture invariant:** nothing here runs on a timer per connection; an idle fleet costs no CPU. Dead
+//! peers are found by TCP keepalive, which the kernel does without waking us.
+
+mod connection;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use steward_protocol::ServerMessage;
+use steward_types::SystemId;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::state::AppState;
+
+/// What the API can ask of a connection.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Send(ServerMessage),
+    Disconnect { reason: String, retry: bool },
+}
+
+struct AgentHandle {
+    connection: u64,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// The connected agents, by system.
+#[derive(Default)]
+pub struct Registry {
+    agents: Mutex<HashMap<SystemId, AgentHandle>>,
+    next_connection: AtomicU64,
+}
+
+impl Registry {
+    /// Queues a message for a connected agent; false if it is not connected.
+    pub fn send(&self, system: SystemId, message: ServerMessage) -> bool {
+        let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        agents.get(&system).is_some_and(|handle| handle.control.send(Control::Send(message)).is_ok())
+    }
+
+    /// Ends a system's connection for good (its certificate was revoked).
+    pub fn disconnect(&self, system: SystemId, reason: &str) {
+        let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(handle) = agents.get(&system) {
+            let _ = handle.control.send(Control::Disconnect { reason: reason.to_string(), retry: false });
+        }
+    }
+
+    pub fn connected(&self) -> usize {
+        self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).len()
+    }
+
+    /// Registers a new connection; an older connection of the same system is told to close.
+    fn register(&self, system: SystemId) -> (u64, mpsc::UnboundedReceiver<Control>) {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (control, receiver) = mpsc::unbounded_channel();
+        let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(previous) = agents.insert(system, AgentHandle { connection, control }) {
+            let _ = previous.control.send(Control::Disconnect {
+                reason: "another connection with the same identity replaced this one".into(),
+                retry: false,
+            });
+        }
+        (connection, receiver)
+    }
+
+    /// Forgets a connection, unless a newer one of the same system has replaced it. True if it was current.
+    fn unregister(&self, system: SystemId, connection: u64) -> bool {
+        let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        if agents.get(&system).is_some_and(|handle| handle.connection == connection) {
+            agents.remove(&system);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Tells every agent the server is going away; they reconnect with backoff.
+    pub fn shutdown_all(&self) {
+        let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        for handle in agents.values() {
+            let _ =
+                handle.control.send(Control::Disconnect { reason: "the server is shutting down".into(), retry: true });
+        }
+    }
+}
+
+/// Accepts agent connections until `shutdown` changes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Running out of file descriptors must not spin: pause briefly.
+                tracing::warn!(%error, "agent gateway accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        set_keepalive(&stream);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            connection::handle(stream, peer, acceptor, state).await;
+        });
+    }
+    state.agents.shutdown_all();
+}
+
+fn set_keepalive(stream: &tokio::net::TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot set TCP keepalive");
+    }
+    let _ = stream.set_nodelay(true);
+}

@@ -1,0 +1,215 @@
+//! The Steward server: REST API, application logic, agent gateway and PKI, started by `steward serve`.
+//!
+//! ```text
+//!  HTTP(S) :8440 ──> api (axum) ──> app / store
+//!  TLS     :8441 ──> gateway ─────> app / store     (one connection per agent, mutual TLS)
+//! ```
+//! [`start`] opens the store, creates the CA and the first administrator on first start, binds both listeners and
+//! returns a [`RunningServer`]; dropping nothing stops it, [`RunningServer::shutdown`] does.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+mod bootstrap;
+pub mod error;
+pub mod gateway;
+mod https;
+pub mod pki;
+pub mod secrets;
+pub mod state;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// Everything `steward serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Address of the API and console. Loopback addresses speak plain HTTP, any other HTTPS.
+    pub listen: SocketAddr,
+    /// Address of the agent gateway; by default the API's IP with port 8441 (port 0 when the API's port is 0).
+    pub gateway_listen: Option<SocketAddr>,
+    /// Database URL; by default `DATA/steward.db` (SQLite).
+    pub database: Option<String>,
+    /// Operator-given HTTPS certificate chain and key (PEM); by default the server issues its own from its CA.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8440";
+pub const DEFAULT_GATEWAY_PORT: u16 = 8441;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store")]
+    Store(#[from] steward_store::StoreError),
+    #[error("cannot set up the certificate authority or TLS")]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--tls-certificate and --tls-key must be given together")]
+    TlsPair,
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// `http://127.0.0.1:8440` or `https://...`.
+    pub api_url: String,
+    pub gateway_address: SocketAddr,
+    pub admin_token_path: PathBuf,
+    /// True when this start created the administrator token.
+    pub created_admin_token: bool,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: steward_store::Store,
+}
+
+impl RunningServer {
+    /// Stops accepting, says goodbye to agents, finishes in-flight requests and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.close().await;
+    }
+}
+
+/// Formats an error with all its causes: `outer: cause: root cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether an address only this machine can reach: plain HTTP is allowed there.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    create_data_dir(&config.data_dir)?;
+    let store = match &config.database {
+        Some(url) => steward_store::Store::open_url(url).await?,
+        None => steward_store::Store::open_file(&config.data_dir.join("steward.db")).await?,
+    };
+    {
+        let mut conn = store.conn().await?;
+        steward_store::systems::mark_all_offline(&mut conn).await?;
+    }
+    let admin_token_path = config.data_dir.join("admin-token");
+    let created_admin_token = bootstrap::first_administrator(&store, &admin_token_path).await?;
+    let ca = Arc::new(pki::CertificateAuthority::load_or_create(&config.data_dir)?);
+
+    let api_listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen { address: config.listen, source })?;
+    let api_address =
+        api_listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
+    let gateway_wanted = config.gateway_listen.unwrap_or_else(|| {
+        SocketAddr::new(config.listen.ip(), if config.listen.port() == 0 { 0 } else { DEFAULT_GATEWAY_PORT })
+    });
+    let gateway_listener = TcpListener::bind(gateway_wanted)
+        .await
+        .map_err(|source| StartError::Listen { address: gateway_wanted, source })?;
+    let gateway_address =
+        gateway_listener.local_addr().map_err(|source| StartError::Listen { address: gateway_wanted, source })?;
+
+    let state = AppState {
+        store: store.clone(),
+        ca: ca.clone(),
+        agents: Arc::new(gateway::Registry::default()),
+        gateway_port: gateway_address.port(),
+    };
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(gateway::serve(
+        gateway_listener,
+        ca.gateway_tls_config()?,
+        state.clone(),
+        shutdown_receiver.clone(),
+    )));
+
+    let router = api::router(state);
+    let tls = match (&config.tls_certificate, &config.tls_key) {
+        (Some(certificate), Some(key)) => Some(pki::https_tls_config(pki::load_identity(certificate, key)?)?),
+        (None, None) if is_loopback(api_address.ip()) => None,
+        (None, None) => Some(pki::https_tls_config(ca.issue_server(&https_names(api_address.ip()))?)?),
+        _ => return Err(StartError::TlsPair),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = match api_address.ip() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let api_url = format!("{scheme}://{host}:{}", api_address.port());
+    tasks.push(tokio::spawn(https::serve(api_listener, tls, router, shutdown_receiver)));
+
+    let descriptor = serde_json::json!({
+        "api_url": api_url,
+        "gateway_address": gateway_address.to_string(),
+        "pid": std::process::id(),
+    });
+    let descriptor_path = config.data_dir.join("server.json");
+    std::fs::write(&descriptor_path, descriptor.to_string() + "\n")
+        .map_err(|source| StartError::Write { path: descriptor_path, source })?;
+
+    Ok(RunningServer { api_url, gateway_address, admin_token_path, created_admin_token, shutdown, tasks, store })
+}
+
+/// Names the self-issued HTTPS certificate carries: the bound address (or, for a wildcard bind, every local
+/// name we know), `localhost` and the host name.
+fn https_names(ip: IpAddr) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !ip.is_unspecified() {
+        names.insert(0, ip.to_string());
+    }
+    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let hostname = hostname.trim();
+        if !hostname.is_empty() {
+            names.push(hostname.to_string());
+        }
+    }
+    names
+}
+
+fn create_data_dir(path: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StartError::DataDir { path: path.to_path_buf(), source })
+}

@@ -1,0 +1,61 @@
+//! Typed identifiers: a `SystemId` cannot be passed where a `GroupId` is expected.
+//!
+//! Every ID is a random UUID, shown and stored in its hyphenated lower-case form.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random ID.
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            /// Parses the hyphenated or simple form; `None` if the text is not a UUID.
+            pub fn parse(text: &str) -> Option<Self> {
+                Uuid::try_parse(text).ok().map(Self)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A managed system (anything with an enrolled agent).
+    SystemId
+);
+typed_id!(
+    /// A static or dynamic group of systems.
+    GroupId
+);
+typed_id!(
+    /// A user of the Steward API.
+    UserId
+);
+typed_id!(
+    /// An API token belonging to a user.
+    TokenId
+);
+typed_id!(
+    /// A token agents use to enroll.
+    EnrollmentTokenId
+);

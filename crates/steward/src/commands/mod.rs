@@ -1,0 +1,101 @@
+//! The command line: argument definitions and one module per resource. Every command returns the text to print,
+//! so output can be tested without a terminal.
+
+mod audit;
+mod enrollment;
+mod groups;
+mod serve;
+mod systems;
+mod users;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "Systems management for Linux fleets and their hypervisors.")]
+pub struct Cli {
+    /// URL of the Steward server.
+    #[arg(long, global = true, env = "STEWARD_SERVER", default_value = "http://127.0.0.1:8440")]
+    server: String,
+    /// API token (the administrator's is in DATA/admin-token after the first start).
+    #[arg(long, global = true, env = "STEWARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate to trust for an HTTPS server (the server's own CA is DATA/ca.pem).
+    #[arg(long, global = true, env = "STEWARD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Steward server.
+    Serve(serve::ServeArgs),
+    /// Show who the token belongs to.
+    Whoami,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(users::TokensCommand),
+    /// Manage tokens agents enroll with.
+    #[command(subcommand, name = "enrollment-tokens")]
+    EnrollmentTokens(enrollment::EnrollmentTokensCommand),
+    /// Managed systems and their inventory.
+    #[command(subcommand)]
+    Systems(systems::SystemsCommand),
+    /// Static and dynamic groups of systems.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// What every client command gets.
+pub struct Context {
+    pub client: Client,
+    pub format: Format,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    if let Command::Serve(args) = cli.command {
+        return serve::run(args).await;
+    }
+    let ca_pem = match &cli.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?)
+        }
+        None => None,
+    };
+    let token = cli.token.map(|token| token.trim().to_string());
+    let context = Context { client: Client::new(&cli.server, token, ca_pem.as_deref())?, format: cli.output };
+    match cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Whoami => users::whoami(&context).await,
+        Command::Users(command) => users::run_users(&context, command).await,
+        Command::Tokens(command) => users::run_tokens(&context, command).await,
+        Command::EnrollmentTokens(command) => enrollment::run(&context, command).await,
+        Command::Systems(command) => systems::run(&context, command).await,
+        Command::Groups(command) => groups::run(&context, command).await,
+        Command::Audit(command) => audit::run(&context, command).await,
+    }
+}
+
+/// One line for the user: the server's message, or the chain of causes.
+pub fn describe_error(error: &anyhow::Error) -> String {
+    if let Some(ClientError::Api { code, message, .. }) = error.downcast_ref::<ClientError>() {
+        let mut text = message.clone();
+        if code == "unauthorized" {
+            text.push_str(" (set STEWARD_TOKEN or pass --token)");
+        }
+        return text;
+    }
+    format!("{error:#}")
+}

@@ -1,0 +1,35 @@
+//! `steward`: the server (`steward serve`) and the command-line client of its API (every other subcommand).
+//!
+//! The client reads the server URL and token from `--server`/`--token` or `STEWARD_SERVER`/`STEWARD_TOKEN`,
+//! prints tables by default and JSON with `--output json`, and exits non-zero with one readable line on error.
+
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::commands::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}", commands::describe_error(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
