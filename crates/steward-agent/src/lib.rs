@@ -3,6 +3,11 @@
 //!
 //! **Architecture invariant:** the agent depends on `steward-protocol` only, never on the server crates, and it
 //! never wakes up on a timer unless a monitor needs a sample: changes are noticed through inotify and netlink.
+//! It runs on a single-threaded runtime.
 
+pub mod backoff;
+pub mod enroll;
 pub mod inventory;
+pub mod session;
+pub mod state;
 pub mod watch;

@@ -1,3 +1,99 @@
-fn main() {
-    println!("Hello, world!");
+//! `steward-agent`: enroll once with `--enroll-token`, then keep reporting to the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use steward_agent::session::Session;
+use steward_agent::state::StateDir;
+use steward_agent::watch::ChangeWatcher;
+
+#[derive(Debug, Parser)]
+#[command(name = "steward-agent", version, about = "The Steward agent: reports this system to a Steward server.")]
+struct Args {
+    /// URL of the Steward server's API, for enrollment (`http://127.0.0.1:8440`).
+    #[arg(long, env = "STEWARD_SERVER")]
+    server: Option<String>,
+    /// One-time token from `steward enrollment-tokens create`; needed only for the first start.
+    #[arg(long, env = "STEWARD_ENROLL_TOKEN", hide_env_values = true)]
+    enroll_token: Option<String>,
+    /// CA certificate of an HTTPS server (the server's DATA/ca.pem), for enrollment over HTTPS.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Where the agent keeps its key, certificate and last report.
+    #[arg(long, default_value = "/var/lib/steward-agent")]
+    state_dir: PathBuf,
+    /// Log filter (`warn`, `info`, `debug`).
+    #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let state = StateDir::open(&args.state_dir)?;
+    let enrolled = match state.enrolled()? {
+        Some(enrolled) => {
+            if args.enroll_token.is_some() {
+                tracing::info!(system = %enrolled.identity.system_name, "already enrolled; the enrollment token is not needed");
+            }
+            enrolled
+        }
+        None => {
+            let server = args
+                .server
+                .as_deref()
+                .context("this agent is not enrolled yet: pass --server URL and --enroll-token TOKEN")?;
+            let token =
+                args.enroll_token.as_deref().context("this agent is not enrolled yet: pass --enroll-token TOKEN")?;
+            let ca = match &args.ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
+                None => None,
+            };
+            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+            let enrolled = steward_agent::enroll::enroll(server, token.trim(), &hostname, ca.as_deref()).await?;
+            state.save_enrolled(&enrolled)?;
+            tracing::info!(system = %enrolled.identity.system_name, id = %enrolled.identity.system_id, "enrolled");
+            enrolled
+        }
+    };
+    let mut watcher = ChangeWatcher::new(std::path::Path::new("/")).context("cannot watch the system for changes")?;
+    let (stop, mut stopped) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        let _ = stop.send(()).await;
+    });
+    let session = Session::new(enrolled, state, PathBuf::from("/"))?;
+    session.run(&mut watcher, &mut stopped).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

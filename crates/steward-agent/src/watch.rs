@@ -646,6 +646,14 @@ mod tests {
 
     const SETTLE: Duration = Duration::from_millis(50);
 
+    /// Held by the tests that change the machine's mount table or host name, and by the test that must see no
+    /// change at all while it runs.
+    static MACHINE_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn machine_wide() -> std::sync::MutexGuard<'static, ()> {
+        MACHINE_WIDE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn fixture_root() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         for sub in ["var/lib/dpkg", "etc"] {
@@ -755,6 +763,7 @@ mod tests {
     async fn hostname_change_in_another_uts_namespace_is_noticed() {
         // sethostname() notifies pollers of /proc/sys/kernel/hostname in every namespace, so a change in a throwaway
         // UTS namespace exercises the source without touching this machine's host name. Needs root and unshare(1).
+        let _machine_wide = machine_wide();
         let Some(hostname) = priority_source("/proc/sys/kernel/hostname") else { return };
         let status = std::process::Command::new("unshare")
             .args(["--uts", "hostname", "steward-watch-test"])
@@ -768,6 +777,82 @@ mod tests {
         assert!(matches!(outcome, Ok(Outcome::Relevant)));
         // Re-armed: no further change, no further report.
         assert!(timeout(Duration::from_millis(200), priority_ready(Some(&hostname), "hostname")).await.is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn mount_table_change_is_noticed() {
+        // Mounts a tmpfs on a temporary directory of this mount namespace (and unmounts it). Needs CAP_SYS_ADMIN.
+        let _machine_wide = machine_wide();
+        let Some(mounts) = priority_source("/proc/self/mounts") else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: all pointers are valid NUL-terminated strings (or null data) for the duration of the call.
+        let rc =
+            unsafe { libc::mount(c"steward-test".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            eprintln!("skipped: cannot mount ({})", io::Error::last_os_error());
+            return;
+        }
+        struct Unmount(std::ffi::CString);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                // SAFETY: the path is a valid NUL-terminated string.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let unmount = Unmount(target);
+        let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
+        assert!(matches!(outcome, Ok(Outcome::Relevant)));
+        drop(unmount);
+        let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
+        assert!(matches!(outcome, Ok(Outcome::Relevant)));
+    }
+
+    /// Voluntary plus involuntary context switches of a thread of this process so far.
+    fn context_switches(tid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).expect("status");
+        status
+            .lines()
+            .filter(|line| {
+                line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:")
+            })
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    }
+
+    #[test]
+    fn idle_watcher_never_wakes_up() {
+        // The agent's setting: one current-thread runtime, here on a thread of its own that is observed from outside
+        // (a timer inside it would itself wake it up). While nothing changes, that thread must stay asleep in
+        // epoll_wait without a timeout: not a single context switch over the window. An unrelated change on this
+        // machine during the window (a write in /etc, a mount, an address change) would fail the test; those are
+        // rare on a test machine.
+        let _machine_wide = machine_wide();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut watcher = ChangeWatcher::new(Path::new("/")).expect("watcher");
+                // Let the start-up traffic (the answer to the netlink address dump) pass.
+                let _ = timeout(Duration::from_millis(300), watcher.changed()).await;
+                // SAFETY: gettid has no preconditions.
+                ready_tx.send(unsafe { libc::gettid() }).expect("send");
+                tokio::select! {
+                    () = watcher.changed() => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        let tid = ready_rx.recv().expect("watcher thread started");
+        std::thread::sleep(Duration::from_millis(100));
+        let before = context_switches(tid);
+        let window = Duration::from_secs(2);
+        std::thread::sleep(window);
+        let switches = context_switches(tid) - before;
+        stop_tx.send(()).expect("stop");
+        thread.join().expect("watcher thread");
+        assert_eq!(switches, 0, "{switches} context switches in {window:?} of idling");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -37,8 +37,10 @@ pub(crate) fn parse(source: &str) -> Result<Expr, QueryError> {
     Ok(expr)
 }
 
+/// The parser's state: the tokens, the index of the next one, and the current nesting depth.
 struct Parser {
     tokens: Vec<Spanned>,
+    /// Index of the next token to read.
     next: usize,
     /// Parentheses and `not`s currently open.
     depth: usize,
