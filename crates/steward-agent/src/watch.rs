@@ -759,53 +759,66 @@ mod tests {
         assert!(ChangeWatcher::new(Path::new("/")).is_err());
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn hostname_change_in_another_uts_namespace_is_noticed() {
+    /// Runs a future on a current-thread runtime of its own (for the tests that hold [`MACHINE_WIDE`]).
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+    }
+
+    #[test]
+    fn hostname_change_in_another_uts_namespace_is_noticed() {
         // sethostname() notifies pollers of /proc/sys/kernel/hostname in every namespace, so a change in a throwaway
         // UTS namespace exercises the source without touching this machine's host name. Needs root and unshare(1).
         let _machine_wide = machine_wide();
-        let Some(hostname) = priority_source("/proc/sys/kernel/hostname") else { return };
-        let status = std::process::Command::new("unshare")
-            .args(["--uts", "hostname", "steward-watch-test"])
-            .stderr(std::process::Stdio::null())
-            .status();
-        if !matches!(status, Ok(status) if status.success()) {
-            eprintln!("skipped: cannot change the host name in a new UTS namespace");
-            return;
-        }
-        let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&hostname), "hostname")).await;
-        assert!(matches!(outcome, Ok(Outcome::Relevant)));
-        // Re-armed: no further change, no further report.
-        assert!(timeout(Duration::from_millis(200), priority_ready(Some(&hostname), "hostname")).await.is_err());
+        block_on(async {
+            let Some(hostname) = priority_source("/proc/sys/kernel/hostname") else { return };
+            let status = std::process::Command::new("unshare")
+                .args(["--uts", "hostname", "steward-watch-test"])
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !matches!(status, Ok(status) if status.success()) {
+                eprintln!("skipped: cannot change the host name in a new UTS namespace");
+                return;
+            }
+            let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&hostname), "hostname")).await;
+            assert!(matches!(outcome, Ok(Outcome::Relevant)));
+            // Re-armed: no further change, no further report.
+            assert!(timeout(Duration::from_millis(200), priority_ready(Some(&hostname), "hostname")).await.is_err());
+        });
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn mount_table_change_is_noticed() {
+    /// Unmounts (lazily) when dropped.
+    struct Unmount(std::ffi::CString);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // SAFETY: the path is a valid NUL-terminated string.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+
+    #[test]
+    fn mount_table_change_is_noticed() {
         // Mounts a tmpfs on a temporary directory of this mount namespace (and unmounts it). Needs CAP_SYS_ADMIN.
         let _machine_wide = machine_wide();
-        let Some(mounts) = priority_source("/proc/self/mounts") else { return };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path");
-        // SAFETY: all pointers are valid NUL-terminated strings (or null data) for the duration of the call.
-        let rc =
-            unsafe { libc::mount(c"steward-test".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
-        if rc != 0 {
-            eprintln!("skipped: cannot mount ({})", io::Error::last_os_error());
-            return;
-        }
-        struct Unmount(std::ffi::CString);
-        impl Drop for Unmount {
-            fn drop(&mut self) {
-                // SAFETY: the path is a valid NUL-terminated string.
-                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        block_on(async {
+            let Some(mounts) = priority_source("/proc/self/mounts") else { return };
+            let dir = tempfile::tempdir().expect("tempdir");
+            let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path");
+            // SAFETY: all pointers are valid NUL-terminated strings (or null data) for the duration of the call.
+            let rc = unsafe {
+                libc::mount(c"steward-test".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null())
+            };
+            if rc != 0 {
+                eprintln!("skipped: cannot mount ({})", io::Error::last_os_error());
+                return;
             }
-        }
-        let unmount = Unmount(target);
-        let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
-        assert!(matches!(outcome, Ok(Outcome::Relevant)));
-        drop(unmount);
-        let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
-        assert!(matches!(outcome, Ok(Outcome::Relevant)));
+            let unmount = Unmount(target);
+            let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
+            assert!(matches!(outcome, Ok(Outcome::Relevant)));
+            drop(unmount);
+            let outcome = timeout(Duration::from_secs(5), priority_ready(Some(&mounts), "mounts")).await;
+            assert!(matches!(outcome, Ok(Outcome::Relevant)));
+        });
     }
 
     /// Voluntary plus involuntary context switches of a thread of this process so far.
