@@ -148,9 +148,9 @@ mod url {
     mod tests {
         #[test]
         fn hosts() {
-            assert_eq!(super::parse("http://127.0.0.1:8440").unwrap().host, "127.0.0.1");
-            assert_eq!(super::parse("https://steward.example:8440/").unwrap().host, "steward.example");
-            assert_eq!(super::parse("https://[::1]:8440").unwrap().host, "::1");
+            assert_eq!(super::parse("http://127.0.0.1:8440").expect("valid").host, "127.0.0.1");
+            assert_eq!(super::parse("https://steward.example:8440/").expect("valid").host, "steward.example");
+            assert_eq!(super::parse("https://[::1]:8440").expect("valid").host, "::1");
             assert!(super::parse("ftp://x").is_err());
             assert!(super::parse("http://").is_err());
         }

@@ -119,6 +119,11 @@ impl ChangeWatcher {
     pub async fn changed(&mut self) {
         loop {
             let deadline = self.burst.map(|burst| burst.deadline);
+            // Checked here too, so that a flood of events (always ready first below) cannot hold the report back.
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                self.burst = None;
+                return;
+            }
             let settled = async {
                 match deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,

@@ -7,9 +7,10 @@
 //! with `root`), the rpm database (through the `rpm` binary) and, on x86, the CPUID hypervisor signature.
 //!
 //! The collector never panics on odd content and never fails as a whole: a missing or unreadable source leaves
-//! its part of the inventory empty (or zero) and is logged at debug level. It spawns no threads and streams the
-//! larger files (`/var/lib/dpkg/status`, `/proc/cpuinfo`, the mount table) line by line through one reused
-//! buffer, so a collection costs a few milliseconds and does not grow the agent's resident memory.
+//! its part of the inventory empty (or zero) and is logged at debug level. It spawns no threads (only the `rpm`
+//! process where rpm is used) and streams the larger files (`/var/lib/dpkg/status`, `/proc/cpuinfo`, the mount
+//! table) line by line through a small reused line buffer instead of reading them whole, so a collection costs a
+//! few milliseconds and does not grow the agent's resident memory by the size of the package database.
 //!
 //! One file per source:
 //! - `os_release.rs` reads `/etc/os-release` (falling back to `/usr/lib/os-release`),

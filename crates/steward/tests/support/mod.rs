@@ -46,7 +46,11 @@ impl Server {
         if !extra.iter().any(|arg| *arg == "--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        command.args(extra).env("STEWARD_LOG", "info").stdout(Stdio::null()).stderr(Stdio::from(log_file(data_dir, "server")));
+        command
+            .args(extra)
+            .env("STEWARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file(data_dir, "server")));
         let child = command.spawn().expect("start steward serve");
         Server::attach(child, data_dir)
     }
@@ -251,11 +255,14 @@ impl Api {
 
     /// Sends a request with an optional raw body and content type.
     pub fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> Answer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
             let client = reqwest::Client::new();
-            let mut request =
-                client.request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", self.base));
+            let mut request = client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}{path}", self.base),
+            );
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
@@ -271,7 +278,8 @@ impl Api {
             let body = if bytes.is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
             };
             Answer { status, body }
         })
