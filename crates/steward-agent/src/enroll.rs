@@ -90,6 +90,7 @@ pub async fn enroll(
             }
             Err(error) => {
                 let delay = backoff.next_delay();
+                let error = error_chain(&error);
                 tracing::warn!(%error, ?delay, "server not reachable yet; retrying enrollment");
                 tokio::time::sleep(delay).await;
             }
@@ -118,6 +119,18 @@ pub async fn enroll(
         certificate_pem: answer.certificate_pem,
         ca_pem: answer.ca_certificate_pem,
     })
+}
+
+/// An error with all its causes, `outer: cause: root cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The little URL parsing the agent needs, without a URL crate.

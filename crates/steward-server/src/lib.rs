@@ -170,7 +170,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         _ => return Err(StartError::TlsPair),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // A wildcard bind is reachable on loopback too; that is the URL this machine's own tools can use.
     let host = match api_address.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
@@ -189,11 +192,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer { api_url, gateway_address, admin_token_path, created_admin_token, shutdown, tasks, store })
 }
 
-/// Names the self-issued HTTPS certificate carries: the bound address (or, for a wildcard bind, every local
-/// name we know), `localhost` and the host name.
+/// Names the self-issued HTTPS certificate carries: the bound address (or, for a wildcard bind, every address
+/// of the machine's interfaces at start), `localhost` and the host name.
 fn https_names(ip: IpAddr) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    if !ip.is_unspecified() {
+    if ip.is_unspecified() {
+        for address in local_addresses() {
+            if !names.contains(&address.to_string()) {
+                names.push(address.to_string());
+            }
+        }
+    } else {
         names.insert(0, ip.to_string());
     }
     if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -203,6 +212,38 @@ fn https_names(ip: IpAddr) -> Vec<String> {
         }
     }
     names
+}
+
+/// The IP addresses of this machine's interfaces.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut addresses = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read and then free with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return addresses;
+    }
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let node = unsafe { &*entry };
+        if !node.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
+            let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
+                let v4 = unsafe { &*(node.ifa_addr as *const libc::sockaddr_in) };
+                addresses.push(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
+                let v6 = unsafe { &*(node.ifa_addr as *const libc::sockaddr_in6) };
+                addresses.push(IpAddr::from(v6.sin6_addr.s6_addr));
+            }
+        }
+        entry = node.ifa_next;
+    }
+    // SAFETY: `list` came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addresses
 }
 
 fn create_data_dir(path: &std::path::Path) -> Result<(), StartError> {
