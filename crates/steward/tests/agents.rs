@@ -68,7 +68,7 @@ fn an_agent_enrolls_reports_inventory_and_joins_a_dynamic_group() {
 /// may have moved), never a whole inventory.
 fn assert_no_full_report_since(server: &Server, system: &str, reports_before: usize) {
     let history = server.api().get(&format!("/systems/{system}/inventory-history")).body["items"].clone();
-    let history = history.as_array().unwrap();
+    let history = history.as_array().expect("history items");
     let newer = &history[..history.len() - reports_before];
     assert!(newer.iter().all(|entry| entry["sections"] != serde_json::json!(["full"])), "{newer:?}");
 }

@@ -80,7 +80,9 @@ fn roles_limit_what_a_token_may_change() {
 fn malformed_requests_get_precise_errors_never_500() {
     let server = Server::start();
     let api = server.api();
-    let cases: Vec<(&str, &str, Option<&str>, Option<Vec<u8>>, u16, &str, &str)> = vec![
+    // (method, path, content type, body, status, error code, a fragment of the message)
+    type Case = (&'static str, &'static str, Option<&'static str>, Option<Vec<u8>>, u16, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/groups",
@@ -351,8 +353,8 @@ fn groups_static_members_and_paging() {
 
 /// A PEM certificate signing request for a fresh key, as an agent would send.
 fn test_csr(hostname: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
+    let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, hostname);
-    params.serialize_request(&key).unwrap().pem().unwrap()
+    params.serialize_request(&key).and_then(|csr| csr.pem()).expect("CSR")
 }

@@ -43,7 +43,7 @@ impl Server {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let mut command = Command::new(steward_binary());
         command.arg("serve").arg("--data-dir").arg(data_dir);
-        if !extra.iter().any(|arg| *arg == "--listen") {
+        if !extra.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
         command
