@@ -97,9 +97,14 @@ fn agents_reconnect_after_a_server_restart_and_survive_their_own_restart() {
     assert_no_full_report_since(&server, &id, reports);
     assert!(agent.log().contains("reconnecting"), "{}", agent.log());
 
+    // Membership follows state: a group of online systems loses the system when its agent stops.
+    let up = server.cli_json(&["groups", "create", "up", "--query", "state = \"online\""]);
+    assert_eq!(up["member_count"], 1);
+
     // Agent restart: no enrollment token, same identity, still no full report.
     drop(agent);
     eventually("offline after the agent stops", WAIT, || (system_state(&server, &id)? == "offline").then_some(()));
+    assert_eq!(server.cli_json(&["groups", "show", "up"])["member_count"], 0);
     agent = Agent::start(&server.api_url, None, &state);
     eventually("the restarted agent reconnects", WAIT, || (system_state(&server, &id)? == "online").then_some(()));
     assert_eq!(agent.system_id().as_deref(), Some(id.as_str()));

@@ -63,8 +63,11 @@ pub async fn system_set_state(store: &Store, system: SystemId, state: SystemStat
         return Ok(());
     };
     steward_store::systems::set_contact(&mut tx, system, state == SystemState::Online, Timestamp::now()).await?;
-    let inventory = steward_store::systems::inventory_get(&mut tx, system).await?.map(|(inventory, _)| inventory);
-    crate::app::groups::recompute_system(&mut tx, system, &summary.name, state, inventory.as_ref()).await?;
+    // A query may test `state`, so memberships can change; the inventory is loaded only when there is a query.
+    if !steward_store::groups::dynamic_groups(&mut tx).await?.is_empty() {
+        let inventory = steward_store::systems::inventory_get(&mut tx, system).await?.map(|(inventory, _)| inventory);
+        crate::app::groups::recompute_system(&mut tx, system, &summary.name, state, inventory.as_ref()).await?;
+    }
     tx.commit().await.map_err(steward_store::StoreError::from)?;
     Ok(())
 }
