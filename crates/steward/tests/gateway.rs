@@ -1,6 +1,8 @@
 //! The agent gateway against misbehaving clients: a certificate from another CA, oversized frames, malformed
 //! messages and messages out of order each end the connection with a reason, and the server keeps serving.
 
+#![allow(clippy::unwrap_used)] // Test helpers fail the test on any surprise.
+
 mod support;
 
 use std::sync::Arc;
