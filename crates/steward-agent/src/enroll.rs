@@ -85,7 +85,15 @@ pub async fn enroll(
         attempt += 1;
         match client.post(&endpoint).json(&body).send().await {
             Ok(response) => break response,
-            Err(source) if attempt >= ENROLL_ATTEMPTS || !(source.is_connect() || source.is_timeout()) => {
+            // Only a refused connection is retried: after a timeout the server may have enrolled us already,
+            // and a second request would make a second system.
+            Err(source) if attempt >= ENROLL_ATTEMPTS || !source.is_connect() || is_certificate_error(&source) => {
+                if is_certificate_error(&source) {
+                    return Err(EnrollError::Setup(format!(
+                        "the server's certificate is not trusted ({}); pass --ca-file with the server's DATA/ca.pem",
+                        error_chain(&source)
+                    )));
+                }
                 return Err(EnrollError::Unreachable { url: server_url.to_string(), source });
             }
             Err(error) => {
@@ -119,6 +127,12 @@ pub async fn enroll(
         certificate_pem: answer.certificate_pem,
         ca_pem: answer.ca_certificate_pem,
     })
+}
+
+/// Whether a request failed on the server's certificate rather than on the network.
+fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let chain = error_chain(error);
+    chain.contains("certificate") || chain.contains("UnknownIssuer") || chain.contains("NotValidForName")
 }
 
 /// An error with all its causes, `outer: cause: root cause`.

@@ -28,6 +28,9 @@ use crate::backoff::Backoff;
 use crate::state::{Enrolled, StateDir};
 use crate::watch::ChangeWatcher;
 
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(60);
+
 /// Why the agent stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum Stopped {
@@ -64,10 +67,16 @@ impl Session {
     pub async fn run(self, watcher: &mut ChangeWatcher, shutdown: &mut mpsc::Receiver<()>) -> Result<(), Stopped> {
         let mut backoff = Backoff::default();
         loop {
+            let started = tokio::time::Instant::now();
             let ended = tokio::select! {
-                ended = self.connect_and_serve(watcher, &mut backoff) => ended,
+                ended = self.connect_and_serve(watcher) => ended,
                 _ = shutdown.recv() => Ended::Shutdown,
             };
+            // Only a connection that lasted starts the delays afresh; one the server keeps ending at once (a full
+            // disk, say) must not turn the fleet into a tight reconnect loop.
+            if started.elapsed() >= STABLE_CONNECTION {
+                backoff.reset();
+            }
             match ended {
                 Ended::Shutdown => return Ok(()),
                 Ended::Refused(reason) => return Err(Stopped::Refused(reason)),
@@ -83,7 +92,7 @@ impl Session {
         }
     }
 
-    async fn connect_and_serve(&self, watcher: &mut ChangeWatcher, backoff: &mut Backoff) -> Ended {
+    async fn connect_and_serve(&self, watcher: &mut ChangeWatcher) -> Ended {
         let identity = &self.enrolled.identity;
         let address = (identity.gateway_host.as_str(), identity.gateway_port);
         let tcp = match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(address)).await {
@@ -117,7 +126,6 @@ impl Session {
             Ok(None) => return Ended::Retry("the server closed the connection".into()),
             Err(_) => return Ended::Retry("no welcome within 30 seconds".into()),
         };
-        backoff.reset();
         tracing::info!(system = %self.enrolled.identity.system_name, "connected to the server");
         if send_full {
             last = None;

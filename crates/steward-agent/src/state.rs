@@ -94,6 +94,8 @@ impl StateDir {
         file.write_all(contents).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&temporary, &path).map_err(io)?;
+        // The rename is durable only once the directory is: identity.json must not outlive a lost agent.key.
+        std::fs::File::open(&self.path).and_then(|directory| directory.sync_all()).map_err(io)?;
         Ok(())
     }
 

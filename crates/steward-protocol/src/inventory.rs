@@ -113,7 +113,7 @@ pub struct Filesystem {
 impl Filesystem {
     /// Used space as a percentage of the space available to unprivileged users, as `df` computes it.
     pub fn used_pct(&self) -> f64 {
-        let denominator = self.used_bytes + self.available_bytes;
+        let denominator = self.used_bytes.saturating_add(self.available_bytes);
         if denominator == 0 { 0.0 } else { (self.used_bytes as f64 * 100.0 / denominator as f64 * 10.0).round() / 10.0 }
     }
 }
@@ -154,17 +154,24 @@ pub struct Package {
 impl Package {
     /// The key that identifies a package within one system's inventory.
     pub fn key(&self) -> PackageKey {
-        PackageKey { name: self.name.clone(), arch: self.arch.clone(), manager: self.manager }
+        PackageKey {
+            name: self.name.clone(),
+            arch: self.arch.clone(),
+            version: self.version.clone(),
+            manager: self.manager,
+        }
     }
 }
 
-/// Identifies an installed package: several versions of one name can only coexist for different architectures.
+/// Identifies an installed package. The version is part of it: rpm keeps several versions of one name and
+/// architecture installed side by side (`kernel`, `gpg-pubkey`), so an upgrade is a removal plus an install.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageKey {
     pub name: String,
     pub arch: String,
+    pub version: String,
     pub manager: PackageManager,
 }
 
@@ -295,7 +302,7 @@ pub struct InventoryPatch {
     /// `Some(None)` says the z/VM facts disappeared.
     #[serde(skip_serializing_if = "Option::is_none", with = "double_option")]
     pub zvm: Option<Option<ZvmGuest>>,
-    /// Packages newly installed or changed in version.
+    /// Packages newly installed (an upgrade removes the old version and installs the new one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages_installed: Vec<Package>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -7,6 +7,9 @@ use steward_store::audit::NewAuditRecord;
 use steward_types::api::Timestamp;
 use steward_types::api::audit::AuditOutcome;
 
+use steward_types::api::Role;
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -29,6 +32,54 @@ impl AuditEntry {
     }
 }
 
+/// Checks the caller's role before anything else, recording a refusal, and then starts the write transaction:
+/// a caller without the role never queues for the write lock.
+pub async fn begin(state: &AppState, caller: &Caller, role: Role, entry: &AuditEntry) -> ApiResult<Transaction> {
+    if let Err(error) = caller.require(role) {
+        let refused = AuditEntry {
+            actor: entry.actor.clone(),
+            action: entry.action,
+            target: entry.target.clone(),
+            details: entry.details.clone(),
+        };
+        record_failure(state, refused, &error, Timestamp::now()).await;
+        return Err(error);
+    }
+    Ok(state.store.begin().await?)
+}
+
+/// Longest string and list kept in an audit record: requests are recorded, not archived, and an anonymous
+/// caller must not be able to grow the trail by megabytes per request.
+const MAX_AUDIT_STRING: usize = 256;
+const MAX_AUDIT_LIST: usize = 50;
+
+fn bounded(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(text) => serde_json::Value::String(bounded_text(text)),
+        serde_json::Value::Array(items) => {
+            let total = items.len();
+            let mut items: Vec<_> = items.into_iter().take(MAX_AUDIT_LIST).map(bounded).collect();
+            if total > MAX_AUDIT_LIST {
+                items.push(serde_json::Value::String(format!("... {} more", total - MAX_AUDIT_LIST)));
+            }
+            serde_json::Value::Array(items)
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter().take(MAX_AUDIT_LIST).map(|(k, v)| (bounded_text(k), bounded(v))).collect(),
+        ),
+        other => other,
+    }
+}
+
+fn bounded_text(text: String) -> String {
+    if text.chars().count() <= MAX_AUDIT_STRING {
+        text
+    } else {
+        let kept: String = text.chars().take(MAX_AUDIT_STRING).collect();
+        format!("{kept}... ({} characters)", text.chars().count())
+    }
+}
+
 /// Commits `tx` with a success record, or rolls it back and records the failure; returns `result` either way.
 pub async fn finish<T>(state: &AppState, mut tx: Transaction, entry: AuditEntry, result: ApiResult<T>) -> ApiResult<T> {
     let now = Timestamp::now();
@@ -36,14 +87,14 @@ pub async fn finish<T>(state: &AppState, mut tx: Transaction, entry: AuditEntry,
         Ok(value) => {
             let record = NewAuditRecord {
                 at: now,
-                actor: entry.actor,
+                actor: bounded_text(entry.actor),
                 action: entry.action.to_string(),
-                target: entry.target,
+                target: bounded_text(entry.target),
                 outcome: AuditOutcome::Success,
-                details: entry.details,
+                details: bounded(entry.details),
             };
             steward_store::audit::insert(&mut tx, &record).await?;
-            tx.commit().await.map_err(steward_store::StoreError::from)?;
+            tx.commit().await?;
             Ok(value)
         }
         Err(error) => {
@@ -56,15 +107,15 @@ pub async fn finish<T>(state: &AppState, mut tx: Transaction, entry: AuditEntry,
 
 /// Records a refused or failed call in a transaction of its own.
 pub async fn record_failure(state: &AppState, entry: AuditEntry, error: &ApiError, at: Timestamp) {
-    let mut details = entry.details;
+    let mut details = bounded(entry.details);
     if let serde_json::Value::Object(map) = &mut details {
         map.insert("error".into(), serde_json::json!({ "code": error.code, "message": error.message }));
     }
     let record = NewAuditRecord {
         at,
-        actor: entry.actor,
+        actor: bounded_text(entry.actor),
         action: entry.action.to_string(),
-        target: entry.target,
+        target: bounded_text(entry.target),
         outcome: AuditOutcome::Failure,
         details,
     };

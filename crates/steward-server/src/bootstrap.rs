@@ -48,6 +48,6 @@ pub async fn first_administrator(store: &Store, token_path: &Path) -> Result<boo
     .await?;
     pki::write_private(token_path, format!("{secret}\n").as_bytes())
         .map_err(|source| StartError::Write { path: token_path.to_path_buf(), source })?;
-    tx.commit().await.map_err(steward_store::StoreError::from)?;
+    tx.commit().await?;
     Ok(true)
 }

@@ -25,7 +25,32 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub type Db = sqlx::Sqlite;
 /// A connection or a transaction (`&mut *tx`) of that database.
 pub type Conn = sqlx::SqliteConnection;
-pub type Transaction = sqlx::Transaction<'static, Db>;
+/// A write transaction. Writers queue for a permit inside the process before they take a pooled connection,
+/// so a crowd of waiting writers never starves reads (and the agent gateway) of connections.
+pub struct Transaction {
+    inner: sqlx::Transaction<'static, Db>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Transaction {
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.inner.commit().await?)
+    }
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Transaction {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.inner
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +66,8 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the store is closed")]
+    Closed,
     #[error("unsupported database URL {0:?}: this build supports sqlite: URLs")]
     UnsupportedUrl(String),
 }
@@ -70,6 +97,7 @@ pub(crate) fn corrupt(what: &str, source: impl std::error::Error + Send + Sync +
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: sqlx::Pool<Db>,
+    writers: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
@@ -97,13 +125,14 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writers: std::sync::Arc::new(tokio::sync::Semaphore::new(1)) })
     }
 
     /// Starts a write transaction. It takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so concurrent
     /// writers queue on the busy timeout instead of failing when a read would have to upgrade to a write.
     pub async fn begin(&self) -> Result<Transaction> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let permit = self.writers.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        Ok(Transaction { inner: self.pool.begin_with("BEGIN IMMEDIATE").await?, _permit: permit })
     }
 
     /// A pooled connection for reads that need no transaction.
@@ -124,6 +153,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writers.close();
         self.pool.close().await;
     }
 }

@@ -20,7 +20,7 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(|cell| printable(&cell)).collect());
     }
 
     pub fn render(&self) -> String {
@@ -56,7 +56,17 @@ impl Table {
 /// Key/value lines for one object, keys aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
-    pairs.iter().map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:"))).collect()
+    pairs.iter().map(|(key, value)| format!("{:<width$} {}\n", format!("{key}:"), printable(value))).collect()
+}
+
+/// Text from managed systems (host names, OS names) may hold control characters; a terminal must not
+/// interpret them, so they are shown escaped.
+pub fn printable(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    } else {
+        text.to_string()
+    }
 }
 
 pub fn json<T: Serialize>(value: &T) -> String {

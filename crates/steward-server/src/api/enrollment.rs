@@ -48,10 +48,9 @@ pub async fn enrollment_token_create(
 ) -> ApiResult<Created<EnrollmentTokenCreated>> {
     let entry = AuditEntry::new(&caller.user.name, "enrollment_token.create", "")
         .details(serde_json::json!({ "uses": body.uses, "expires_in": body.expires_in }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let mut target = String::new();
     let result = async {
-        caller.require(Role::Operator)?;
         let uses = body.uses.unwrap_or(1);
         if !(1..=MAX_ENROLLMENT_TOKEN_USES).contains(&uses) {
             return Err(ApiError::validation("uses", format!("must be between 1 and {MAX_ENROLLMENT_TOKEN_USES}")));
@@ -92,9 +91,8 @@ pub async fn enrollment_token_delete(
     Path(token): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "enrollment_token.delete", &token);
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         let id = EnrollmentTokenId::parse(&token)
             .ok_or_else(|| ApiError::validation("token", "must be an enrollment token ID"))?;
         steward_store::enrollment::get(&mut tx, id)
@@ -121,6 +119,9 @@ pub async fn enrollment_create(
     let result = async {
         if body.hostname.is_empty() || body.hostname.len() > 255 {
             return Err(ApiError::validation("hostname", "must be 1 to 255 characters long"));
+        }
+        if body.hostname.chars().any(char::is_control) || body.agent_version.chars().any(char::is_control) {
+            return Err(ApiError::validation("hostname", "must not contain control characters"));
         }
         if body.agent_version.is_empty() || body.agent_version.len() > 64 {
             return Err(ApiError::validation("agent_version", "must be 1 to 64 characters long"));

@@ -45,9 +45,8 @@ pub async fn group_create(
 ) -> ApiResult<Created<Group>> {
     let entry = AuditEntry::new(&caller.user.name, "group.create", &body.name)
         .details(serde_json::json!({ "query": body.query, "description": body.description }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         validate::name("name", &body.name)?;
         let description = body.description.clone().unwrap_or_default();
         validate::description("description", &description)?;
@@ -93,9 +92,8 @@ pub async fn group_update(
 ) -> ApiResult<Json<Group>> {
     let entry = AuditEntry::new(&caller.user.name, "group.update", &group)
         .details(serde_json::json!({ "query": body.query, "description": body.description }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         let found = find_group(&mut tx, &group).await?;
         let description = body.description.clone().unwrap_or(found.description.clone());
         validate::description("description", &description)?;
@@ -128,9 +126,8 @@ pub async fn group_delete(
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "group.delete", &group);
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         let found = find_group(&mut tx, &group).await?;
         steward_store::groups::delete(&mut tx, found.id).await?;
         Ok(StatusCode::NO_CONTENT)
@@ -180,9 +177,8 @@ pub async fn group_members_add(
 ) -> ApiResult<Json<Group>> {
     let entry = AuditEntry::new(&caller.user.name, "group.add_members", &group)
         .details(serde_json::json!({ "systems": body.systems }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         if body.systems.is_empty() || body.systems.len() > MAX_MEMBERS_PER_CALL {
             return Err(ApiError::validation("systems", format!("must name 1 to {MAX_MEMBERS_PER_CALL} systems")));
         }
@@ -209,9 +205,8 @@ pub async fn group_member_remove(
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "group.remove_member", &group)
         .details(serde_json::json!({ "system": system }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         let found = find_group(&mut tx, &group).await?;
         require_static(&found)?;
         let summary = find_system(&mut tx, &system).await?;

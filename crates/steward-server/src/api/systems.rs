@@ -69,10 +69,9 @@ pub async fn system_delete(
     Path(system): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "system.delete", &system);
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let mut deleted = None;
     let result = async {
-        caller.require(Role::Operator)?;
         let summary = find_system(&mut tx, &system).await?;
         steward_store::systems::certificates_revoke(&mut tx, summary.id, Timestamp::now()).await?;
         steward_store::systems::delete(&mut tx, summary.id).await?;
@@ -121,11 +120,9 @@ pub async fn system_refresh_inventory(
     Path(system): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "system.refresh_inventory", &system);
-    let tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
-        let mut conn = state.store.conn().await?;
-        let summary = find_system(&mut conn, &system).await?;
+        let summary = find_system(&mut tx, &system).await?;
         if !state.agents.send(summary.id, ServerMessage::RefreshInventory { full: false }) {
             return Err(ApiError::conflict(format!("the agent of {:?} is not connected", summary.name)));
         }

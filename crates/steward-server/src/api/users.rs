@@ -43,9 +43,8 @@ pub async fn user_create(
 ) -> ApiResult<Created<User>> {
     let entry =
         AuditEntry::new(&caller.user.name, "user.create", &body.name).details(serde_json::json!({ "role": body.role }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Administrator, &entry).await?;
     let result = async {
-        caller.require(Role::Administrator)?;
         validate::name("name", &body.name)?;
         let user = User {
             id: steward_types::UserId::new(),
@@ -86,9 +85,8 @@ pub async fn user_update(
 ) -> ApiResult<Json<User>> {
     let entry =
         AuditEntry::new(&caller.user.name, "user.update", &user).details(serde_json::json!({ "role": body.role }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Administrator, &entry).await?;
     let result = async {
-        caller.require(Role::Administrator)?;
         let mut found =
             steward_store::users::user_get(&mut tx, &user).await?.ok_or_else(|| ApiError::not_found("user", &user))?;
         if found.role == Role::Administrator && body.role != Role::Administrator {
@@ -117,9 +115,8 @@ pub async fn user_delete(
     Path(user): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "user.delete", &user);
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Administrator, &entry).await?;
     let result = async {
-        caller.require(Role::Administrator)?;
         let found =
             steward_store::users::user_get(&mut tx, &user).await?.ok_or_else(|| ApiError::not_found("user", &user))?;
         if found.role == Role::Administrator {
@@ -180,9 +177,8 @@ pub async fn token_create(
     let owner_name = body.user.clone().unwrap_or_else(|| caller.user.name.clone());
     let entry = AuditEntry::new(&caller.user.name, "token.create", format!("{owner_name}/{}", body.name))
         .details(serde_json::json!({ "expires_in": body.expires_in }));
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         validate::name("name", &body.name)?;
         let owner = steward_store::users::user_get(&mut tx, &owner_name)
             .await?
@@ -221,9 +217,8 @@ pub async fn token_delete(
     Path(token): Path<String>,
 ) -> ApiResult<StatusCode> {
     let entry = AuditEntry::new(&caller.user.name, "token.delete", &token);
-    let mut tx = state.store.begin().await?;
+    let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
-        caller.require(Role::Operator)?;
         let id = TokenId::parse(&token).ok_or_else(|| ApiError::validation("token", "must be a token ID"))?;
         let (_, owner) =
             steward_store::users::token_get(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("token", &token))?;

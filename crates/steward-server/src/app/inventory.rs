@@ -1,13 +1,13 @@
 //! Inventory ingest: what the gateway calls when an agent reports its whole inventory or a patch.
 //!
 //! Each report is one transaction: the new inventory, its history entry and the system's dynamic group
-//! memberships change together.
+//! memberships change together. A patch is read and applied inside that same transaction.
 
 use steward_protocol::{Inventory, InventoryPatch};
-use steward_store::Store;
+use steward_store::{Conn, Store};
 use steward_types::SystemId;
 use steward_types::api::Timestamp;
-use steward_types::api::systems::{InventoryChange, SystemState};
+use steward_types::api::systems::{InventoryChange, SystemState, SystemSummary};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -25,40 +25,62 @@ pub async fn inventory_replace(store: &Store, system: SystemId, mut inventory: I
             "interfaces": inventory.interfaces.len(),
         }),
     };
-    save(store, system, &inventory, &change).await
+    let mut tx = store.begin().await?;
+    let summary = system_summary(&mut tx, system).await?;
+    store_inventory(&mut tx, &summary, &inventory, &change).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
-/// Applies a patch to the stored inventory. Fails when the server has no inventory to patch (the gateway then
-/// asks the agent for a whole one).
+/// Applies a patch to the stored inventory. Fails with a conflict when the server has no inventory to patch
+/// (the gateway then asks the agent for a whole one).
 pub async fn inventory_patch(store: &Store, system: SystemId, patch: InventoryPatch) -> ApiResult<()> {
-    let mut conn = store.conn().await?;
-    let (mut inventory, _) = steward_store::systems::inventory_get(&mut conn, system)
+    let mut tx = store.begin().await?;
+    let summary = system_summary(&mut tx, system).await?;
+    let (mut inventory, _) = steward_store::systems::inventory_get(&mut tx, system)
         .await?
         .ok_or_else(|| ApiError::conflict("there is no inventory to patch"))?;
-    drop(conn);
     let change = InventoryChange {
         at: Timestamp::now(),
         sections: patch.sections().into_iter().map(str::to_string).collect(),
         change: serde_json::to_value(&patch).unwrap_or_default(),
     };
     inventory.apply(patch);
-    save(store, system, &inventory, &change).await
-}
-
-async fn save(store: &Store, system: SystemId, inventory: &Inventory, change: &InventoryChange) -> ApiResult<()> {
-    let mut tx = store.begin().await?;
-    let Some(summary) = steward_store::systems::get(&mut tx, &system.to_string()).await? else {
-        return Err(ApiError::not_found("system", &system.to_string()));
-    };
-    steward_store::systems::inventory_set(&mut tx, system, inventory, change).await?;
-    crate::app::groups::recompute_system(&mut tx, system, &summary.name, summary.state, Some(inventory)).await?;
-    tx.commit().await.map_err(steward_store::StoreError::from)?;
+    store_inventory(&mut tx, &summary, &inventory, &change).await?;
+    tx.commit().await?;
     Ok(())
 }
 
+async fn system_summary(conn: &mut Conn, system: SystemId) -> ApiResult<SystemSummary> {
+    steward_store::systems::get(conn, &system.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("system", &system.to_string()))
+}
+
+async fn store_inventory(
+    conn: &mut Conn,
+    summary: &SystemSummary,
+    inventory: &Inventory,
+    change: &InventoryChange,
+) -> ApiResult<()> {
+    steward_store::systems::inventory_set(conn, summary.id, inventory, change).await?;
+    crate::app::groups::recompute_system(conn, summary.id, &summary.name, summary.state, Some(inventory)).await
+}
+
 /// Records that a system's agent connected or disconnected, and updates state-dependent group memberships.
-pub async fn system_set_state(store: &Store, system: SystemId, state: SystemState) -> ApiResult<()> {
+/// `still_current` is asked inside the write transaction, so an agent that already reconnected on a new
+/// connection is not marked offline by its old one: writers are serialized, and a new connection registers
+/// before it records itself online, so the check cannot miss it.
+pub async fn system_set_state(
+    store: &Store,
+    system: SystemId,
+    state: SystemState,
+    still_current: impl Fn() -> bool,
+) -> ApiResult<()> {
     let mut tx = store.begin().await?;
+    if !still_current() {
+        return Ok(());
+    }
     let Some(summary) = steward_store::systems::get(&mut tx, &system.to_string()).await? else {
         return Ok(());
     };
@@ -68,6 +90,6 @@ pub async fn system_set_state(store: &Store, system: SystemId, state: SystemStat
         let inventory = steward_store::systems::inventory_get(&mut tx, system).await?.map(|(inventory, _)| inventory);
         crate::app::groups::recompute_system(&mut tx, system, &summary.name, state, inventory.as_ref()).await?;
     }
-    tx.commit().await.map_err(steward_store::StoreError::from)?;
+    tx.commit().await?;
     Ok(())
 }

@@ -21,6 +21,16 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::Control;
+
+/// A peer that does not take a frame within this time is treated as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: &ServerMessage) -> Result<(), FrameError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write_frame(writer, message)).await {
+        Ok(result) => result,
+        Err(_) => Err(FrameError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the agent stopped reading"))),
+    }
+}
 use crate::app::inventory::{inventory_patch, inventory_replace, system_set_state};
 use crate::state::AppState;
 
@@ -102,6 +112,16 @@ async fn identify(state: &AppState, identity: Option<(String, String)>) -> Resul
     Ok(system)
 }
 
+/// Checks again that the system still exists (deleting a system revokes its certificates).
+async fn identify_again(state: &AppState, system: SystemId) -> Result<(), Ending> {
+    let mut conn = state.store.conn().await.map_err(|_| Ending::retry("the server's store is unavailable"))?;
+    match steward_store::systems::get(&mut conn, &system.to_string()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Ending::refuse("this agent's certificate is revoked or unknown; enroll it again")),
+        Err(_) => Err(Ending::retry("the server's store is unavailable")),
+    }
+}
+
 async fn serve<W: AsyncWrite + Unpin>(
     system: SystemId,
     frames: &mut mpsc::Receiver<Result<AgentMessage, FrameError>>,
@@ -129,7 +149,13 @@ async fn serve<W: AsyncWrite + Unpin>(
     let send_full_inventory = inventory_digest.is_none() || inventory_digest != stored_digest;
 
     let (connection, mut control) = state.agents.register(system);
-    if let Err(error) = system_set_state(&state.store, system, SystemState::Online).await {
+    // The certificate may have been revoked while the hello was awaited, when there was nothing to disconnect.
+    if let Err(ending) = identify_again(state, system).await {
+        state.agents.unregister(system, connection);
+        return ending;
+    }
+    let current = || state.agents.is_current(system, connection);
+    if let Err(error) = system_set_state(&state.store, system, SystemState::Online, current).await {
         tracing::warn!(%system, error = %error.message, "cannot record the agent as online");
     }
     tracing::info!(%system, %agent_version, send_full_inventory, "agent connected");
@@ -138,12 +164,13 @@ async fn serve<W: AsyncWrite + Unpin>(
         system_id: system.to_string(),
         send_full_inventory,
     };
-    let ending = match write_frame(writer, &welcome).await {
+    let ending = match send(writer, &welcome).await {
         Ok(()) => serve_messages(system, frames, &mut control, writer, state).await,
         Err(error) => frame_ending(error),
     };
     if state.agents.unregister(system, connection)
-        && let Err(error) = system_set_state(&state.store, system, SystemState::Offline).await
+        && let Err(error) =
+            system_set_state(&state.store, system, SystemState::Offline, || !state.agents.is_connected(system)).await
     {
         tracing::warn!(%system, error = %error.message, "cannot record the agent as offline");
     }
@@ -172,7 +199,7 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                         match inventory_patch(&state.store, system, *patch).await {
                             Err(error) if error.code == steward_types::ErrorCode::Conflict => {
                                 // The server has nothing to patch: ask for the whole inventory instead.
-                                if let Err(error) = write_frame(writer, &ServerMessage::RefreshInventory { full: true }).await {
+                                if let Err(error) = send(writer, &ServerMessage::RefreshInventory { full: true }).await {
                                     return frame_ending(error);
                                 }
                                 Ok(())
@@ -188,7 +215,7 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
             }
             request = control.recv() => match request {
                 Some(Control::Send(message)) => {
-                    if let Err(error) = write_frame(writer, &message).await {
+                    if let Err(error) = send(writer, &message).await {
                         return frame_ending(error);
                     }
                 }

@@ -56,6 +56,17 @@ impl Registry {
         }
     }
 
+    /// Whether any connection of `system` is registered.
+    fn is_connected(&self, system: SystemId) -> bool {
+        self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).contains_key(&system)
+    }
+
+    /// Whether `connection` is the current connection of `system`.
+    fn is_current(&self, system: SystemId, connection: u64) -> bool {
+        let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+        agents.get(&system).is_some_and(|handle| handle.connection == connection)
+    }
+
     pub fn connected(&self) -> usize {
         self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).len()
     }

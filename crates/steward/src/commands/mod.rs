@@ -97,5 +97,9 @@ pub fn describe_error(error: &anyhow::Error) -> String {
         }
         return text;
     }
-    format!("{error:#}")
+    let text = format!("{error:#}");
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        return format!("{text} (if the server uses Steward's own CA, pass --ca-file with its DATA/ca.pem)");
+    }
+    text
 }
