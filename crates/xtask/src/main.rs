@@ -1,3 +1,191 @@
-fn main() {
-    println!("Hello, world!");
+//! `cargo xtask`: project tasks that are programs rather than tests.
+//!
+//! `cargo xtask bench <name>` builds the release binaries, starts its own `steward serve` on loopback with a
+//! temporary data directory, measures, prints one line per figure and writes `target/bench/<benchmark>.json`.
+//! See `docs/benchmarks.md` for what each benchmark measures and how.
+//!
+//! Network rule: every benchmark talks to 127.0.0.1 only, and every loop is bounded in count and time.
+
+mod agent;
+mod api;
+mod enroll;
+mod report;
+mod server;
+mod sim;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "Steward project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a benchmark (or `all`) against release builds of `steward` and `steward-agent`.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    All,
+    #[value(name = "p4-agent-rss")]
+    P4AgentRss,
+    #[value(name = "p5-agent-wakeups")]
+    P5AgentWakeups,
+    #[value(name = "p11-enrollment")]
+    P11Enrollment,
+    #[value(name = "p12-api-latency")]
+    P12ApiLatency,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Which benchmark to run.
+    name: Bench,
+    /// P4: how long the agent idles before its memory is sampled (BENCHMARKS.md: 600).
+    #[arg(long, default_value_t = 60)]
+    pub idle_seconds: u64,
+    /// P5: the window over which context switches are counted (BENCHMARKS.md: 600).
+    #[arg(long, default_value_t = 60)]
+    pub window_seconds: u64,
+    /// P11: how many simulated agents enroll and connect.
+    #[arg(long, default_value_t = 500)]
+    pub agents: usize,
+    /// P11/P12: how many enrollments (and gateway handshakes) are in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// P12: how long the concurrent clients run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// P12: how many concurrent API clients.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// P12: how many systems to enroll (the inventory-page figure pages through all of them).
+    #[arg(long, default_value_t = 200)]
+    pub systems: usize,
+    /// P5: skip the `perf stat` cross-check (perf attaching to the agent can itself cost a few switches).
+    #[arg(long)]
+    pub no_perf: bool,
+    /// Skip `cargo build --release -p steward -p steward-agent` (use the binaries already in target/release).
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// Where things are: the workspace root, the release binaries and the output directory.
+pub struct Paths {
+    pub root: PathBuf,
+    pub steward: PathBuf,
+    pub agent: PathBuf,
+    pub bench_dir: PathBuf,
+}
+
+impl Paths {
+    fn discover() -> anyhow::Result<Self> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest.ancestors().nth(2).context("the xtask crate is not inside the workspace")?.to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = if target.is_absolute() { target } else { root.join(target) };
+        Ok(Self {
+            steward: target.join("release").join("steward"),
+            agent: target.join("release").join("steward-agent"),
+            bench_dir: target.join("bench"),
+            root,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Bench(args) => bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let paths = Paths::discover()?;
+    if !args.no_build {
+        build_release(&paths)?;
+    }
+    for binary in [&paths.steward, &paths.agent] {
+        if !binary.is_file() {
+            bail!("{} is missing; build it with `cargo build --release -p steward -p steward-agent`", binary.display());
+        }
+    }
+    std::fs::create_dir_all(&paths.bench_dir)
+        .with_context(|| format!("cannot create {}", paths.bench_dir.display()))?;
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        match args.name {
+            Bench::All => {
+                enroll::run(&paths, &args).await?;
+                api::run(&paths, &args).await?;
+                agent::run(&paths, &args, true, true).await
+            }
+            Bench::P4AgentRss => agent::run(&paths, &args, true, false).await,
+            Bench::P5AgentWakeups => agent::run(&paths, &args, false, true).await,
+            Bench::P11Enrollment => enroll::run(&paths, &args).await,
+            Bench::P12ApiLatency => api::run(&paths, &args).await,
+        }
+    })
+}
+
+fn build_release(paths: &Paths) -> anyhow::Result<()> {
+    eprintln!("building release binaries: cargo build --release -p steward -p steward-agent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "steward", "-p", "steward-agent"])
+        .current_dir(&paths.root)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release failed ({status})");
+    }
+    Ok(())
+}
+
+/// Simulated agents need one descriptor each, and so does the server for each of them: raise the soft limit to
+/// the hard limit (children, including the server, inherit it).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit; raising the soft limit up to the hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            eprintln!("warning: cannot raise the open-files limit to {}", limit.rlim_max);
+        }
+    }
+}
+
+/// The open-files soft limit now in force.
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur
 }
