@@ -65,7 +65,26 @@ impl FromRequestParts<AppState> for Caller {
         if owner.expires_at.is_some_and(|expires| expires <= now) {
             return Err(ApiError::unauthorized(format!("the token {:?} has expired", owner.token_name)));
         }
-        steward_store::users::token_touch(&mut conn, owner.token_id, now).await?;
+        drop(conn);
+        let stale = owner
+            .last_used_at
+            .is_none_or(|used| used.millis() < now.millis() - steward_store::users::TOKEN_TOUCH_INTERVAL_MS);
+        if stale {
+            // Off the request path: a read must never wait for the write lock.
+            let store = state.store.clone();
+            let token = owner.token_id;
+            tokio::spawn(async move {
+                let result = async {
+                    let mut tx = store.begin().await?;
+                    steward_store::users::token_touch(&mut tx, token, now).await?;
+                    tx.commit().await
+                }
+                .await;
+                if let Err(error) = result {
+                    tracing::debug!(error = %crate::error_chain(&error), "cannot record a token's last use");
+                }
+            });
+        }
         Ok(Caller { user: owner.user, token_id: owner.token_id, token_name: owner.token_name })
     }
 }

@@ -117,10 +117,12 @@ impl Store {
     }
 
     async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
-        // WAL with synchronous=FULL: a committed transaction survives a crash of the process and of the machine.
+        // WAL with synchronous=NORMAL: a committed transaction survives a crash of the process (kill -9); a power
+        // loss may take the last transactions back, never leave the database inconsistent. FULL would fsync on
+        // every commit and cap writes at the disk's sync rate.
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;

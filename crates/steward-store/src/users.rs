@@ -81,11 +81,13 @@ pub struct TokenOwner {
     pub token_id: TokenId,
     pub token_name: String,
     pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
 }
 
 pub async fn token_owner_by_hash(conn: &mut Conn, secret_hash: &str) -> Result<Option<TokenOwner>> {
     let row = sqlx::query(
-        "SELECT u.id, u.name, u.role, u.created_at, t.id AS token_id, t.name AS token_name, t.expires_at
+        "SELECT u.id, u.name, u.role, u.created_at, t.id AS token_id, t.name AS token_name, t.expires_at,
+                t.last_used_at
          FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_hash = $1",
     )
     .bind(secret_hash)
@@ -98,17 +100,21 @@ pub async fn token_owner_by_hash(conn: &mut Conn, secret_hash: &str) -> Result<O
         token_id: TokenId::parse(&token_id).ok_or_else(|| corrupt("token id", uuid_error(&token_id)))?,
         token_name: row.try_get("token_name")?,
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Timestamp),
     }))
 }
 
-/// Records that a token was used; only called when the stored time is older than a minute, to spare writes.
+/// Records that a token was used. Callers call it only when the stored time is older than
+/// [`TOKEN_TOUCH_INTERVAL_MS`], so a busy token costs one write a minute, not one per request.
+pub const TOKEN_TOUCH_INTERVAL_MS: i64 = 60_000;
+
 pub async fn token_touch(conn: &mut Conn, id: TokenId, at: Timestamp) -> Result<()> {
     sqlx::query(
         "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
     )
     .bind(id.to_string())
     .bind(at.millis())
-    .bind(at.millis() - 60_000)
+    .bind(at.millis() - TOKEN_TOUCH_INTERVAL_MS)
     .execute(conn)
     .await?;
     Ok(())

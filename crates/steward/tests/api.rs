@@ -297,10 +297,9 @@ fn every_change_is_audited_without_secrets_and_secrets_are_stored_hashed() {
     }
     // An anonymous caller cannot grow the trail by megabytes: recorded requests are bounded.
     let huge = "x".repeat(300_000);
-    let refused = api.with_token(None).post(
-        "/enrollments",
-        json!({"token": "ste_bogus", "csr_pem": huge, "hostname": huge, "agent_version": huge}),
-    );
+    let refused = api
+        .with_token(None)
+        .post("/enrollments", json!({"token": "ste_bogus", "csr_pem": huge, "hostname": huge, "agent_version": huge}));
     assert_eq!(refused.status, 422);
     let latest = api.get("/audit?limit=1").body["items"][0].clone();
     assert_eq!(latest["action"], "system.enroll");
