@@ -58,6 +58,12 @@ fn an_agent_enrolls_reports_inventory_and_joins_a_dynamic_group() {
     assert_eq!(members.as_array().unwrap().len(), 1);
     let online = server.cli_json(&["systems", "list", "--state", "online", "--group", "linux"]);
     assert_eq!(online[0]["id"], id.as_str());
+    // The same query filters a plain list, and a malformed one is refused with its position.
+    let filtered = server.cli_json(&["systems", "list", "--query", "cpu.count >= 1 and kernel.release ~ \"*\""]);
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    assert_eq!(server.cli_json(&["systems", "list", "--query", "cpu.count > 100000"]), serde_json::json!([]));
+    let refused = server.cli(&["systems", "list", "--query", "cpu.count >"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("column"), "{refused:?}");
     // A group created afterwards is computed over the existing inventory.
     let none = server.cli_json(&["groups", "create", "zvm-only", "--query", "hypervisor = \"zvm\""]);
     assert_eq!(none["member_count"], 0);

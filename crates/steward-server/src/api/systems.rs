@@ -24,18 +24,36 @@ pub async fn system_list(
     let mut conn = state.store.conn().await?;
     let group = match &query.group {
         Some(group) => Some(
-            steward_store::groups::get(&mut conn, group).await?.ok_or_else(|| ApiError::not_found("group", group))?.id,
+            steward_store::groups::get(&mut conn, group).await?.ok_or_else(|| ApiError::not_found("group", group))?,
         ),
         None => None,
     };
-    let (items, next) = steward_store::systems::list(
-        &mut conn,
-        group,
-        query.state,
-        query.after.as_deref(),
-        steward_store::page_limit(query.limit),
-    )
-    .await?;
+    let group_name = group.as_ref().map(|group| group.name.clone());
+    let group = group.map(|group| group.id);
+    let limit = steward_store::page_limit(query.limit);
+    let Some(text) = &query.query else {
+        let (items, next) =
+            steward_store::systems::list(&mut conn, group, query.state, query.after.as_deref(), limit).await?;
+        return Ok(Json(Page { items, next }));
+    };
+    let matcher = crate::app::groups::parse_query(text)?;
+    let mut names = crate::app::groups::matching_names(&mut conn, &matcher).await?;
+    names.retain(|name| query.after.as_deref().is_none_or(|after| name.as_str() > after));
+    let mut items = Vec::new();
+    for name in names {
+        if items.len() as u32 >= limit {
+            break;
+        }
+        let Some(system) = steward_store::systems::get(&mut conn, &name).await? else { continue };
+        let in_group = match &group_name {
+            Some(group) => steward_store::groups::groups_of(&mut conn, system.id).await?.contains(group),
+            None => true,
+        };
+        if in_group && query.state.is_none_or(|state| state == system.state) {
+            items.push(system);
+        }
+    }
+    let next = (items.len() as u32 >= limit).then(|| items.last().map(|s| s.name.clone())).flatten();
     Ok(Json(Page { items, next }))
 }
 

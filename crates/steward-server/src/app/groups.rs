@@ -40,6 +40,24 @@ pub async fn recompute_group(conn: &mut Conn, group: GroupId, query: &Query) -> 
     Ok(members)
 }
 
+/// Names of every system matching a query, sorted.
+pub async fn matching_names(conn: &mut Conn, query: &Query) -> ApiResult<Vec<String>> {
+    let mut after = String::new();
+    let mut names = Vec::new();
+    loop {
+        let batch = steward_store::systems::facts_batch(conn, &after, 200).await?;
+        let Some((last, ..)) = batch.last() else { break };
+        after = last.to_string();
+        for (_, name, state, inventory) in &batch {
+            if query.matches(&facts(name, *state, inventory.as_ref())) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Recomputes one system's membership in every dynamic group.
 pub async fn recompute_system(
     conn: &mut Conn,

@@ -148,10 +148,10 @@ async fn serve<W: AsyncWrite + Unpin>(
     };
     let send_full_inventory = inventory_digest.is_none() || inventory_digest != stored_digest;
 
-    let (connection, mut control) = state.agents.register(system);
+    let (registration, mut control) = Registration::new(state, system);
+    let connection = registration.connection;
     // The certificate may have been revoked while the hello was awaited, when there was nothing to disconnect.
     if let Err(ending) = identify_again(state, system).await {
-        state.agents.unregister(system, connection);
         return ending;
     }
     let current = || state.agents.is_current(system, connection);
@@ -168,19 +168,44 @@ async fn serve<W: AsyncWrite + Unpin>(
         Ok(()) => serve_messages(system, frames, &mut control, writer, state).await,
         Err(error) => frame_ending(error),
     };
-    if state.agents.unregister(system, connection)
-        && let Err(error) =
-            system_set_state(&state.store, system, SystemState::Offline, || !state.agents.is_connected(system)).await
-    {
-        tracing::warn!(%system, error = %error.message, "cannot record the agent as offline");
-    }
+    drop(registration);
     ending
+}
+
+/// A connection's place in the registry. Dropping it, on any path out of the connection including a panic,
+/// unregisters the connection and records the system offline unless a newer connection took over.
+struct Registration {
+    state: AppState,
+    system: SystemId,
+    connection: u64,
+}
+
+impl Registration {
+    fn new(state: &AppState, system: SystemId) -> (Self, Control) {
+        let (connection, control) = state.agents.register(system);
+        (Self { state: state.clone(), system, connection }, control)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.state.agents.unregister(self.system, self.connection) {
+            return;
+        }
+        let (state, system) = (self.state.clone(), self.system);
+        tokio::spawn(async move {
+            let still_gone = || !state.agents.is_connected(system);
+            if let Err(error) = system_set_state(&state.store, system, SystemState::Offline, still_gone).await {
+                tracing::warn!(%system, error = %error.message, "cannot record the agent as offline");
+            }
+        });
+    }
 }
 
 async fn serve_messages<W: AsyncWrite + Unpin>(
     system: SystemId,
     frames: &mut mpsc::Receiver<Result<AgentMessage, FrameError>>,
-    control: &mut mpsc::UnboundedReceiver<Control>,
+    control: &mut Control,
     writer: &mut W,
     state: &AppState,
 ) -> Ending {
@@ -213,15 +238,21 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                     return Ending::retry("the server could not store the report; send it again after reconnecting");
                 }
             }
-            request = control.recv() => match request {
-                Some(Control::Send(message)) => {
+            request = control.requests.recv() => match request {
+                Some(message) => {
                     if let Err(error) = send(writer, &message).await {
                         return frame_ending(error);
                     }
                 }
-                Some(Control::Disconnect { reason, retry }) => return Ending { reason, retry },
                 None => return Ending::retry("the server is shutting down"),
             },
+            changed = control.stop.changed() => {
+                let stop = control.stop.borrow_and_update().clone();
+                return match (changed, stop) {
+                    (Ok(()), Some((reason, retry))) => Ending { reason, retry },
+                    _ => Ending::retry("the server is shutting down"),
+                };
+            }
         }
     }
 }

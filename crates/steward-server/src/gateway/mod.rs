@@ -22,16 +22,29 @@ use tokio::sync::{mpsc, watch};
 
 use crate::state::AppState;
 
-/// What the API can ask of a connection.
-#[derive(Debug)]
-pub(crate) enum Control {
-    Send(ServerMessage),
-    Disconnect { reason: String, retry: bool },
+/// Requests queued for one connection; beyond this the API is told the agent is not taking requests.
+const CONTROL_QUEUE: usize = 64;
+
+/// Why the server ends a connection, and whether the agent may come back.
+pub(crate) type Stop = Option<(String, bool)>;
+
+/// What a connection receives from the rest of the server: requests to pass to its agent (a bounded queue),
+/// and an order to stop, which always gets through however full the queue is.
+pub(crate) struct Control {
+    pub requests: mpsc::Receiver<ServerMessage>,
+    pub stop: watch::Receiver<Stop>,
 }
 
 struct AgentHandle {
     connection: u64,
-    control: mpsc::UnboundedSender<Control>,
+    requests: mpsc::Sender<ServerMessage>,
+    stop: watch::Sender<Stop>,
+}
+
+impl AgentHandle {
+    fn stop(&self, reason: &str, retry: bool) {
+        self.stop.send_replace(Some((reason.to_string(), retry)));
+    }
 }
 
 /// The connected agents, by system.
@@ -42,17 +55,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Queues a message for a connected agent; false if it is not connected.
+    /// Queues a message for a connected agent; false if it is not connected or its queue is full.
     pub fn send(&self, system: SystemId, message: ServerMessage) -> bool {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
-        agents.get(&system).is_some_and(|handle| handle.control.send(Control::Send(message)).is_ok())
+        agents.get(&system).is_some_and(|handle| handle.requests.try_send(message).is_ok())
     }
 
     /// Ends a system's connection for good (its certificate was revoked).
     pub fn disconnect(&self, system: SystemId, reason: &str) {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(handle) = agents.get(&system) {
-            let _ = handle.control.send(Control::Disconnect { reason: reason.to_string(), retry: false });
+            handle.stop(reason, false);
         }
     }
 
@@ -72,17 +85,15 @@ impl Registry {
     }
 
     /// Registers a new connection; an older connection of the same system is told to close.
-    fn register(&self, system: SystemId) -> (u64, mpsc::UnboundedReceiver<Control>) {
+    fn register(&self, system: SystemId) -> (u64, Control) {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let (control, receiver) = mpsc::unbounded_channel();
+        let (requests, requests_receiver) = mpsc::channel(CONTROL_QUEUE);
+        let (stop, stop_receiver) = watch::channel(None);
         let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(previous) = agents.insert(system, AgentHandle { connection, control }) {
-            let _ = previous.control.send(Control::Disconnect {
-                reason: "another connection with the same identity replaced this one".into(),
-                retry: false,
-            });
+        if let Some(previous) = agents.insert(system, AgentHandle { connection, requests, stop }) {
+            previous.stop("another connection with the same identity replaced this one", false);
         }
-        (connection, receiver)
+        (connection, Control { requests: requests_receiver, stop: stop_receiver })
     }
 
     /// Forgets a connection, unless a newer one of the same system has replaced it. True if it was current.
@@ -100,8 +111,7 @@ impl Registry {
     pub fn shutdown_all(&self) {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         for handle in agents.values() {
-            let _ =
-                handle.control.send(Control::Disconnect { reason: "the server is shutting down".into(), retry: true });
+            handle.stop("the server is shutting down", true);
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct SystemListQuery {
     pub group: Option<String>,
     /// Only systems in this state.
     pub state: Option<SystemState>,
+    /// Only systems whose inventory matches this query (the group query language). This evaluates the query
+    /// over the whole fleet at each call; for a filter used often, create a dynamic group.
+    pub query: Option<String>,
 }
 
 /// One entry of a system's inventory history.

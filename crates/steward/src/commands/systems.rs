@@ -17,6 +17,9 @@ pub enum SystemsCommand {
         /// Only systems in this state.
         #[arg(long, value_parser = parse_state)]
         state: Option<SystemState>,
+        /// Only systems matching this query (see docs/query-language.md).
+        #[arg(long)]
+        query: Option<String>,
     },
     /// Show a system with its inventory.
     Show {
@@ -63,13 +66,16 @@ pub fn system_table(systems: &[SystemSummary]) -> String {
 pub async fn run(context: &Context, command: SystemsCommand) -> anyhow::Result<String> {
     let client = &context.client;
     match command {
-        SystemsCommand::List { group, state } => {
+        SystemsCommand::List { group, state, query: filter } => {
             let mut query = Vec::new();
             if let Some(group) = group {
                 query.push(("group", group));
             }
             if let Some(state) = state {
                 query.push(("state", state.as_str().to_string()));
+            }
+            if let Some(filter) = filter {
+                query.push(("query", filter));
             }
             let systems: Vec<SystemSummary> = client.list_all("/systems", &query, None).await?;
             Ok(match context.format {
