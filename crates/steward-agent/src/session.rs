@@ -137,6 +137,7 @@ impl Session {
             tokio::select! {
                 frame = frames.recv() => match frame {
                     Some(Ok(ServerMessage::RefreshInventory { full })) => {
+                        tracing::info!(full, "the server asked for an inventory refresh");
                         if full {
                             last = None;
                         }

@@ -103,6 +103,10 @@ fn agents_reconnect_after_a_server_restart_and_survive_their_own_restart() {
     assert_no_full_report_since(&server, &id, reports);
     assert!(agent.log().contains("reconnecting"), "{}", agent.log());
 
+    // An operator can ask the agent for a fresh report at any time.
+    assert!(server.cli_ok(&["systems", "refresh", &id]).contains("Asked the agent"));
+    eventually("the agent got the refresh request", WAIT, || agent.log().contains("refresh").then_some(()));
+
     // Membership follows state: a group of online systems loses the system when its agent stops.
     let up = server.cli_json(&["groups", "create", "up", "--query", "state = \"online\""]);
     assert_eq!(up["member_count"], 1);
@@ -111,6 +115,9 @@ fn agents_reconnect_after_a_server_restart_and_survive_their_own_restart() {
     drop(agent);
     eventually("offline after the agent stops", WAIT, || (system_state(&server, &id)? == "offline").then_some(()));
     assert_eq!(server.cli_json(&["groups", "show", "up"])["member_count"], 0);
+    let refused = server.cli(&["systems", "refresh", &id]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not connected"), "{refused:?}");
     agent = Agent::start(&server.api_url, None, &state);
     eventually("the restarted agent reconnects", WAIT, || (system_state(&server, &id)? == "online").then_some(()));
     assert_eq!(agent.system_id().as_deref(), Some(id.as_str()));

@@ -67,6 +67,12 @@ fn roles_limit_what_a_token_may_change() {
     assert_eq!(operator.get("/tokens?user=vera").status, 403);
     assert!(api.get("/tokens").body["items"].as_array().unwrap().len() >= 4);
 
+    // Changes are audited with what was before and what is after.
+    assert_eq!(api.send("PATCH", "/users/otto", json!({"role": "viewer"})).status, 200);
+    let record = api.get("/audit?action=user.update&limit=1").body["items"][0].clone();
+    assert_eq!(record["details"], json!({"before": {"role": "operator"}, "after": {"role": "viewer"}}));
+    assert_eq!(operator.post("/groups", json!({"name": "too-late"})).status, 403);
+
     // The last administrator cannot be demoted or deleted.
     let answer = api.send("PATCH", "/users/admin", json!({"role": "viewer"}));
     assert_eq!(answer.status, 409, "{:?}", answer.body);

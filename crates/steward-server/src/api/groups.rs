@@ -90,11 +90,15 @@ pub async fn group_update(
     Path(group): Path<String>,
     extract::Json(body): extract::Json<GroupUpdate>,
 ) -> ApiResult<Json<Group>> {
-    let entry = AuditEntry::new(&caller.user.name, "group.update", &group)
+    let mut entry = AuditEntry::new(&caller.user.name, "group.update", &group)
         .details(serde_json::json!({ "query": body.query, "description": body.description }));
     let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
         let found = find_group(&mut tx, &group).await?;
+        entry.details = serde_json::json!({
+            "before": { "query": found.query, "description": found.description },
+            "after": { "query": body.query.as_ref().or(found.query.as_ref()), "description": body.description.as_ref().unwrap_or(&found.description) },
+        });
         let description = body.description.clone().unwrap_or(found.description.clone());
         validate::description("description", &description)?;
         let query = match (&body.query, found.kind) {

@@ -86,11 +86,14 @@ pub async fn system_delete(
     caller: Caller,
     Path(system): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let entry = AuditEntry::new(&caller.user.name, "system.delete", &system);
+    let mut entry = AuditEntry::new(&caller.user.name, "system.delete", &system);
     let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let mut deleted = None;
     let result = async {
         let summary = find_system(&mut tx, &system).await?;
+        entry.details = serde_json::json!({ "before": {
+            "id": summary.id, "name": summary.name, "hostname": summary.hostname, "os": summary.os, "arch": summary.arch,
+        }});
         steward_store::systems::certificates_revoke(&mut tx, summary.id, Timestamp::now()).await?;
         steward_store::systems::delete(&mut tx, summary.id).await?;
         deleted = Some(summary.id);

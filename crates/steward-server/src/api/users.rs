@@ -83,12 +83,13 @@ pub async fn user_update(
     Path(user): Path<String>,
     extract::Json(body): extract::Json<UserUpdate>,
 ) -> ApiResult<Json<User>> {
-    let entry =
+    let mut entry =
         AuditEntry::new(&caller.user.name, "user.update", &user).details(serde_json::json!({ "role": body.role }));
     let mut tx = crate::audit::begin(&state, &caller, Role::Administrator, &entry).await?;
     let result = async {
         let mut found =
             steward_store::users::user_get(&mut tx, &user).await?.ok_or_else(|| ApiError::not_found("user", &user))?;
+        entry.details = serde_json::json!({ "before": { "role": found.role }, "after": { "role": body.role } });
         if found.role == Role::Administrator && body.role != Role::Administrator {
             ensure_another_administrator(&mut tx).await?;
         }
