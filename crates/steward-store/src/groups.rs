@@ -91,14 +91,22 @@ pub async fn dynamic_groups(conn: &mut Conn) -> Result<Vec<(GroupId, String)>> {
         .collect()
 }
 
-/// Adds a member; adding a present member changes nothing.
-pub async fn member_add(conn: &mut Conn, group: GroupId, system: SystemId) -> Result<()> {
+/// Adds a member; adding a present member changes nothing, and a system that no longer exists is skipped.
+/// True if the system exists.
+pub async fn member_add(conn: &mut Conn, group: GroupId, system: SystemId) -> Result<bool> {
+    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM systems WHERE id = $1")
+        .bind(system.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    if exists == 0 {
+        return Ok(false);
+    }
     sqlx::query("INSERT INTO group_members (group_id, system_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(group.to_string())
         .bind(system.to_string())
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Removes a member; true if it was one.

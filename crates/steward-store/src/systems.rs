@@ -196,33 +196,41 @@ pub async fn history_list(
     Ok((changes, next))
 }
 
+/// A row of `facts_batch` or `facts_changed_since`.
+pub type SystemFactsRow = (SystemId, String, SystemState, Option<Inventory>);
+
 /// IDs of every system after `after` (by ID), with name, state and inventory, a batch at a time: used to
 /// evaluate a dynamic group over the whole fleet without holding every inventory in memory.
-pub async fn facts_batch(
-    conn: &mut Conn,
-    after: &str,
-    limit: u32,
-) -> Result<Vec<(SystemId, String, SystemState, Option<Inventory>)>> {
+pub async fn facts_batch(conn: &mut Conn, after: &str, limit: u32) -> Result<Vec<SystemFactsRow>> {
     let rows = sqlx::query("SELECT id, name, online, inventory FROM systems WHERE id > $1 ORDER BY id LIMIT $2")
         .bind(after)
         .bind(limit as i64)
         .fetch_all(conn)
         .await?;
-    let mut batch = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let inventory: Option<String> = row.try_get("inventory")?;
-        batch.push((
-            SystemId::parse(&id).ok_or_else(|| corrupt("system id", uuid_error(&id)))?,
-            row.try_get("name")?,
-            if row.try_get::<i64, _>("online")? != 0 { SystemState::Online } else { SystemState::Offline },
-            inventory
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .map_err(|error| corrupt("inventory", error))?,
-        ));
-    }
-    Ok(batch)
+    rows.iter().map(facts_from_row).collect()
+}
+
+/// Systems that enrolled, reported inventory, or connected or disconnected at or after `since`.
+pub async fn facts_changed_since(conn: &mut Conn, since: Timestamp) -> Result<Vec<SystemFactsRow>> {
+    let rows = sqlx::query(
+        "SELECT id, name, online, inventory FROM systems
+         WHERE enrolled_at >= $1 OR inventory_updated_at >= $1 OR last_contact_at >= $1",
+    )
+    .bind(since.millis())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(facts_from_row).collect()
+}
+
+fn facts_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SystemFactsRow> {
+    let id: String = row.try_get("id")?;
+    let inventory: Option<String> = row.try_get("inventory")?;
+    Ok((
+        SystemId::parse(&id).ok_or_else(|| corrupt("system id", uuid_error(&id)))?,
+        row.try_get("name")?,
+        if row.try_get::<i64, _>("online")? != 0 { SystemState::Online } else { SystemState::Offline },
+        inventory.map(|text| serde_json::from_str(&text)).transpose().map_err(|error| corrupt("inventory", error))?,
+    ))
 }
 
 pub async fn certificate_insert(conn: &mut Conn, serial: &str, system: SystemId, at: Timestamp) -> Result<()> {

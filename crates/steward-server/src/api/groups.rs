@@ -11,7 +11,7 @@ use steward_types::{ErrorResponse, GroupId, validate};
 use crate::api::extract::{self, Path, Query};
 use crate::api::systems::find_system;
 use crate::api::{Created, created};
-use crate::app::groups::{parse_query, recompute_group};
+use crate::app::groups::{evaluate_fleet, parse_query, store_members};
 use crate::audit::{AuditEntry, finish};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -45,12 +45,18 @@ pub async fn group_create(
 ) -> ApiResult<Created<Group>> {
     let entry = AuditEntry::new(&caller.user.name, "group.create", &body.name)
         .details(serde_json::json!({ "query": body.query, "description": body.description }));
+    // The fleet is evaluated before the write lock is taken (and only for a caller who may create groups).
+    let query = body.query.as_deref().map(parse_query).transpose();
+    let evaluation = match (&query, caller.require(Role::Operator)) {
+        (Ok(Some(query)), Ok(())) => Some(evaluate_fleet(&state.store, query).await?),
+        _ => None,
+    };
     let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
         validate::name("name", &body.name)?;
         let description = body.description.clone().unwrap_or_default();
         validate::description("description", &description)?;
-        let query = body.query.as_deref().map(parse_query).transpose()?;
+        let query = query?;
         let mut group = Group {
             id: GroupId::new(),
             name: body.name.clone(),
@@ -61,8 +67,8 @@ pub async fn group_create(
             created_at: Timestamp::now(),
         };
         steward_store::groups::insert(&mut tx, &group).await?;
-        if let Some(query) = &query {
-            group.member_count = recompute_group(&mut tx, group.id, query).await?;
+        if let (Some(query), Some(evaluation)) = (&query, evaluation) {
+            group.member_count = store_members(&mut tx, group.id, query, evaluation).await?;
         }
         Ok(group)
     }
@@ -92,6 +98,11 @@ pub async fn group_update(
 ) -> ApiResult<Json<Group>> {
     let mut entry = AuditEntry::new(&caller.user.name, "group.update", &group)
         .details(serde_json::json!({ "query": body.query, "description": body.description }));
+    // As for a new group, the fleet is evaluated before the write lock is taken.
+    let evaluation = match (body.query.as_deref().map(parse_query).transpose(), caller.require(Role::Operator)) {
+        (Ok(Some(query)), Ok(())) => Some(evaluate_fleet(&state.store, &query).await?),
+        _ => None,
+    };
     let mut tx = crate::audit::begin(&state, &caller, Role::Operator, &entry).await?;
     let result = async {
         let found = find_group(&mut tx, &group).await?;
@@ -113,8 +124,8 @@ pub async fn group_update(
         };
         let stored_query = query.as_ref().map(|q| q.as_str().to_string()).or(found.query.clone());
         steward_store::groups::update(&mut tx, found.id, stored_query.as_deref(), &description).await?;
-        if let Some(query) = &query {
-            recompute_group(&mut tx, found.id, query).await?;
+        if let (Some(query), Some(evaluation)) = (&query, evaluation) {
+            store_members(&mut tx, found.id, query, evaluation).await?;
         }
         find_group(&mut tx, &found.id.to_string()).await
     }
