@@ -1,6 +1,8 @@
 //! Dynamic membership computed without the write lock stays exact: systems that enroll, change inventory or
 //! disappear between the fleet evaluation and the write are accounted for.
 
+#![allow(clippy::unwrap_used)] // Test helpers fail the test on any surprise.
+
 use steward_protocol::Inventory;
 use steward_server::app::groups::{evaluate_fleet, parse_query, store_members};
 use steward_store::Store;
