@@ -80,10 +80,6 @@ impl Registry {
         agents.get(&system).is_some_and(|handle| handle.connection == connection)
     }
 
-    pub fn connected(&self) -> usize {
-        self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).len()
-    }
-
     /// Registers a new connection; an older connection of the same system is told to close.
     fn register(&self, system: SystemId) -> (u64, Control) {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
