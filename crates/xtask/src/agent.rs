@@ -1,4 +1,5 @@
-//! P4 (agent memory) and P5 (agent wake-ups with nothing monitored), on the real release `steward-agent`.
+//! P4 (agent memory) and P5 (agent wake-ups with nothing monitored), on the real `steward-agent` as shipped
+//! (the size-optimized `agent` profile).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -73,7 +73,7 @@ pub struct BenchArgs {
     /// P5: skip the `perf stat` cross-check (perf attaching to the agent can itself cost a few switches).
     #[arg(long)]
     pub no_perf: bool,
-    /// Skip `cargo build --release -p steward -p steward-agent` (use the binaries already in target/release).
+    /// Skip building (use `target/release/steward` and `target/agent/steward-agent` as they are).
     #[arg(long)]
     pub no_build: bool,
 }
@@ -94,7 +94,8 @@ impl Paths {
         let target = if target.is_absolute() { target } else { root.join(target) };
         Ok(Self {
             steward: target.join("release").join("steward"),
-            agent: target.join("release").join("steward-agent"),
+            // The agent as shipped to managed systems: the size-optimized `agent` profile.
+            agent: target.join("agent").join("steward-agent"),
             bench_dir: target.join("bench"),
             root,
         })
@@ -123,7 +124,10 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     for binary in [&paths.steward, &paths.agent] {
         if !binary.is_file() {
-            bail!("{} is missing; build it with `cargo build --release -p steward -p steward-agent`", binary.display());
+            bail!(
+                "{} is missing; build it with `cargo build --release -p steward && cargo build --profile agent -p steward-agent`",
+                binary.display()
+            );
         }
     }
     std::fs::create_dir_all(&paths.bench_dir)
@@ -149,16 +153,21 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Builds the server in the release profile and the agent in the `agent` profile (as shipped).
 fn build_release(paths: &Paths) -> anyhow::Result<()> {
-    eprintln!("building release binaries: cargo build --release -p steward -p steward-agent");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "steward", "-p", "steward-agent"])
-        .current_dir(&paths.root)
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release failed ({status})");
+    let builds: [&[&str]; 2] =
+        [&["build", "--release", "-p", "steward"], &["build", "--profile", "agent", "-p", "steward-agent"]];
+    for args in builds {
+        eprintln!("building: cargo {}", args.join(" "));
+        let status = std::process::Command::new(&cargo)
+            .args(args)
+            .current_dir(&paths.root)
+            .status()
+            .context("cannot run cargo")?;
+        if !status.success() {
+            bail!("cargo {} failed ({status})", args.join(" "));
+        }
     }
     Ok(())
 }
