@@ -12,12 +12,8 @@ use crate::state::{Enrolled, Identity};
 pub enum EnrollError {
     #[error("the server refused the enrollment: {0}")]
     Refused(String),
-    #[error("cannot reach the server at {url}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot reach the server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     #[error("{0}")]
     Setup(String),
 }
@@ -69,45 +65,51 @@ pub async fn enroll(
         .and_then(|csr| csr.pem())
         .map_err(|error| EnrollError::Setup(format!("cannot build the certificate request: {error}")))?;
 
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-    if let Some(pem) = ca_pem {
-        let certificate = reqwest::Certificate::from_pem(pem)
-            .map_err(|error| EnrollError::Setup(format!("cannot read the CA file: {error}")))?;
-        builder = builder.tls_certs_only([certificate]);
-    }
-    let client = builder.build().map_err(|error| EnrollError::Setup(format!("cannot set up HTTPS: {error}")))?;
-    let body = EnrollmentRequest { token, csr_pem: &csr, hostname, agent_version: env!("CARGO_PKG_VERSION") };
-    let endpoint = format!("{}/api/v1/enrollments", server_url.trim_end_matches('/'));
+    let tls = match url.https {
+        true => Some(tls_connector(ca_pem)?),
+        false => None,
+    };
+    let body = serde_json::to_vec(&EnrollmentRequest {
+        token,
+        csr_pem: &csr,
+        hostname,
+        agent_version: env!("CARGO_PKG_VERSION"),
+    })
+    .map_err(|error| EnrollError::Setup(format!("cannot encode the request: {error}")))?;
 
     let mut backoff = Backoff::default();
     let mut attempt = 0;
-    let response = loop {
+    let (status, text) = loop {
         attempt += 1;
-        match client.post(&endpoint).json(&body).send().await {
-            Ok(response) => break response,
+        match tokio::time::timeout(Duration::from_secs(30), post(&url, tls.as_ref(), &body)).await {
+            Ok(Ok(answer)) => break answer,
             // Only a refused connection is retried: after a timeout the server may have enrolled us already,
             // and a second request would make a second system.
-            Err(source) if attempt >= ENROLL_ATTEMPTS || !source.is_connect() || is_certificate_error(&source) => {
-                if is_certificate_error(&source) {
-                    return Err(EnrollError::Setup(format!(
-                        "the server's certificate is not trusted ({}); pass --ca-file with the server's DATA/ca.pem",
-                        error_chain(&source)
-                    )));
-                }
-                return Err(EnrollError::Unreachable { url: server_url.to_string(), source });
-            }
-            Err(error) => {
+            Ok(Err(Failure::Connect(error))) if attempt < ENROLL_ATTEMPTS => {
                 let delay = backoff.next_delay();
-                let error = error_chain(&error);
                 tracing::warn!(%error, ?delay, "server not reachable yet; retrying enrollment");
                 tokio::time::sleep(delay).await;
             }
+            Ok(Err(Failure::Connect(error))) => {
+                return Err(EnrollError::Unreachable { url: server_url.to_string(), reason: error.to_string() });
+            }
+            Ok(Err(Failure::Certificate(reason))) => {
+                return Err(EnrollError::Setup(format!(
+                    "the server's certificate is not trusted ({reason}); pass --ca-file with the server's DATA/ca.pem"
+                )));
+            }
+            Ok(Err(Failure::Exchange(reason))) => {
+                return Err(EnrollError::Unreachable { url: server_url.to_string(), reason });
+            }
+            Err(_) => {
+                return Err(EnrollError::Unreachable {
+                    url: server_url.to_string(),
+                    reason: "no answer within 30 seconds".into(),
+                });
+            }
         }
     };
-    let status = response.status();
-    let text =
-        response.text().await.map_err(|source| EnrollError::Unreachable { url: server_url.to_string(), source })?;
-    if !status.is_success() {
+    if !(200..300).contains(&status) {
         let message = serde_json::from_str::<ErrorResponse>(&text)
             .map(|body| body.error.message)
             .unwrap_or_else(|_| format!("HTTP {status}"));
@@ -129,57 +131,157 @@ pub async fn enroll(
     })
 }
 
-/// Whether a request failed on the server's certificate rather than on the network.
-fn is_certificate_error(error: &reqwest::Error) -> bool {
-    let chain = error_chain(error);
-    chain.contains("certificate") || chain.contains("UnknownIssuer") || chain.contains("NotValidForName")
+/// How one enrollment request failed.
+enum Failure {
+    /// No TCP connection (the server may not be up yet): worth retrying.
+    Connect(std::io::Error),
+    /// The TLS handshake refused the server's certificate.
+    Certificate(String),
+    /// The connection broke during the exchange.
+    Exchange(String),
 }
 
-/// An error with all its causes, `outer: cause: root cause`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The largest answer the agent reads from the enrollment endpoint.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Posts the request over one HTTP/1.1 connection (TLS for https) and returns the status and body.
+async fn post(url: &url::Url, tls: Option<&tokio_rustls::TlsConnector>, body: &[u8]) -> Result<(u16, String), Failure> {
+    let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port)).await.map_err(Failure::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|error| Failure::Certificate(format!("{:?} is not a valid server name: {error}", url.host)))?;
+            let stream = connector.connect(name, tcp).await.map_err(|error| {
+                if error.kind() == std::io::ErrorKind::InvalidData {
+                    Failure::Certificate(error.to_string())
+                } else {
+                    Failure::Exchange(error.to_string())
+                }
+            })?;
+            exchange(stream, url, body).await
+        }
+        None => exchange(tcp, url, body).await,
     }
-    text
+}
+
+async fn exchange<S>(stream: S, url: &url::Url, body: &[u8]) -> Result<(u16, String), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let broken = |error: &dyn std::fmt::Display| Failure::Exchange(error.to_string());
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| broken(&e))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::post(format!("{}/api/v1/enrollments", url.path_prefix))
+        .header(hyper::header::HOST, url.authority.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::USER_AGENT, concat!("steward-agent/", env!("CARGO_PKG_VERSION")))
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))
+        .map_err(|e| broken(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| broken(&e))?;
+    let status = response.status().as_u16();
+    let collected =
+        http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| broken(&e))?;
+    let text = String::from_utf8(collected.to_bytes().to_vec()).map_err(|e| broken(&e))?;
+    Ok((status, text))
+}
+
+/// Trusts the given CA, or else the system's certificate store.
+fn tls_connector(ca_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, EnrollError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate =
+                    certificate.map_err(|error| EnrollError::Setup(format!("cannot read the CA file: {error}")))?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| EnrollError::Setup(format!("cannot use the CA file: {error}")))?;
+            }
+        }
+        None => {
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
 /// The little URL parsing the agent needs, without a URL crate.
 mod url {
     pub struct Url {
+        pub https: bool,
+        /// Host name or IP address, without brackets.
         pub host: String,
+        pub port: u16,
+        /// `host:port` as written, for the `Host` header.
+        pub authority: String,
+        /// Any path before `/api/v1`, without a trailing slash.
+        pub path_prefix: String,
     }
 
-    /// Accepts `http://host[:port][/...]` and `https://...`; IPv6 hosts in brackets.
+    /// Accepts `http://host[:port][/path]` and `https://...`; IPv6 hosts in brackets.
     pub fn parse(text: &str) -> Result<Url, String> {
-        let rest = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
-            .ok_or_else(|| format!("--server {text:?} must start with http:// or https://"))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = if let Some(bracketed) = authority.strip_prefix('[') {
-            bracketed.split(']').next().unwrap_or_default().to_string()
+        let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (false, rest)
         } else {
-            authority.split(':').next().unwrap_or_default().to_string()
+            return Err(format!("--server {text:?} must start with http:// or https://"));
+        };
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(authority, path)| (authority, path));
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("--server {text:?}: unclosed '['"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
         };
         if host.is_empty() {
             return Err(format!("--server {text:?} names no host"));
         }
-        Ok(Url { host })
+        let port = match port {
+            Some(port) => port.parse().map_err(|_| format!("--server {text:?}: {port:?} is not a port"))?,
+            None if https => 443,
+            None => 80,
+        };
+        let path = path.trim_end_matches('/');
+        Ok(Url {
+            https,
+            host: host.to_string(),
+            port,
+            authority: authority.to_string(),
+            path_prefix: if path.is_empty() { String::new() } else { format!("/{path}") },
+        })
     }
 
     #[cfg(test)]
     mod tests {
         #[test]
         fn hosts() {
-            assert_eq!(super::parse("http://127.0.0.1:8440").expect("valid").host, "127.0.0.1");
-            assert_eq!(super::parse("https://steward.example:8440/").expect("valid").host, "steward.example");
-            assert_eq!(super::parse("https://[::1]:8440").expect("valid").host, "::1");
+            let url = super::parse("http://127.0.0.1:8440").expect("valid");
+            assert_eq!(
+                (url.https, url.host.as_str(), url.port, url.path_prefix.as_str()),
+                (false, "127.0.0.1", 8440, "")
+            );
+            let url = super::parse("https://steward.example/").expect("valid");
+            assert_eq!((url.https, url.host.as_str(), url.port), (true, "steward.example", 443));
+            let url = super::parse("https://[::1]:8440/steward/").expect("valid");
+            assert_eq!((url.host.as_str(), url.port, url.path_prefix.as_str()), ("::1", 8440, "/steward"));
+            assert_eq!(url.authority, "[::1]:8440");
             assert!(super::parse("ftp://x").is_err());
             assert!(super::parse("http://").is_err());
+            assert!(super::parse("http://host:port").is_err());
         }
     }
 }
