@@ -322,19 +322,7 @@ async fn page_through(admin: &Admin) -> anyhow::Result<(Duration, Duration, usiz
             query.push(("after", after.clone()));
         }
         let sent = Instant::now();
-        let page: steward_types::api::Page<serde_json::Value> = admin
-            .http
-            .get(admin.url("/systems"))
-            .bearer_auth(&admin.token)
-            .query(&query)
-            .send()
-            .await
-            .context("cannot list systems")?
-            .error_for_status()
-            .context("listing systems failed")?
-            .json()
-            .await
-            .context("cannot read a systems page")?;
+        let page = admin.systems_page(&query).await?;
         slowest = slowest.max(sent.elapsed());
         listed += page.items.len();
         match page.next {

@@ -223,6 +223,25 @@ impl Admin {
         body["token"].as_str().map(str::to_string).context("the enrollment token answer has no token")
     }
 
+    /// One page of `GET /api/v1/systems` with the given query parameters.
+    pub async fn systems_page(
+        &self,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<steward_types::api::Page<steward_types::api::systems::SystemSummary>> {
+        self.http
+            .get(self.url("/systems"))
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await
+            .context("cannot list systems")?
+            .error_for_status()
+            .context("listing systems failed")?
+            .json()
+            .await
+            .context("cannot read a systems page")
+    }
+
     /// Pages through `/systems` (1000 at a time), optionally only systems in `state`; returns the systems' names.
     pub async fn system_names(&self, state: Option<&str>) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -235,19 +254,7 @@ impl Admin {
             if let Some(after) = &after {
                 query.push(("after", after.clone()));
             }
-            let page: steward_types::api::Page<steward_types::api::systems::SystemSummary> = self
-                .http
-                .get(self.url("/systems"))
-                .bearer_auth(&self.token)
-                .query(&query)
-                .send()
-                .await
-                .context("cannot list systems")?
-                .error_for_status()
-                .context("listing systems failed")?
-                .json()
-                .await
-                .context("cannot read the systems page")?;
+            let page = self.systems_page(&query).await?;
             names.extend(page.items.into_iter().map(|system| system.name));
             match page.next {
                 Some(next) => after = Some(next),
