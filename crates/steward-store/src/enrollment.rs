@@ -5,13 +5,12 @@ use steward_types::EnrollmentTokenId;
 use steward_types::api::Timestamp;
 use steward_types::api::enrollment::EnrollmentToken;
 
-use crate::users::uuid_error;
-use crate::{Conn, Result, corrupt, next_cursor};
+use crate::{Conn, Result, corrupt, next_cursor, unexpected_value};
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnrollmentToken> {
     let id: String = row.try_get("id")?;
     Ok(EnrollmentToken {
-        id: EnrollmentTokenId::parse(&id).ok_or_else(|| corrupt("enrollment token id", uuid_error(&id)))?,
+        id: EnrollmentTokenId::parse(&id).ok_or_else(|| corrupt("enrollment token id", unexpected_value(&id)))?,
         prefix: row.try_get("prefix")?,
         description: row.try_get("description")?,
         uses: row.try_get::<i64, _>("uses")? as u32,

@@ -7,8 +7,7 @@ use steward_types::api::groups::{Group, GroupKind};
 use steward_types::api::systems::SystemSummary;
 use steward_types::{GroupId, SystemId};
 
-use crate::users::uuid_error;
-use crate::{Conn, Result, conflict_as, corrupt, next_cursor};
+use crate::{Conn, Result, conflict_as, corrupt, next_cursor, unexpected_value};
 
 const COLUMNS: &str = "SELECT g.id, g.name, g.kind, g.description, g.query, g.created_at,
     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM system_groups g";
@@ -17,7 +16,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Group> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     Ok(Group {
-        id: GroupId::parse(&id).ok_or_else(|| corrupt("group id", uuid_error(&id)))?,
+        id: GroupId::parse(&id).ok_or_else(|| corrupt("group id", unexpected_value(&id)))?,
         name: row.try_get("name")?,
         kind: if kind == "dynamic" { GroupKind::Dynamic } else { GroupKind::Static },
         description: row.try_get("description")?,
@@ -87,7 +86,7 @@ pub async fn dynamic_groups(conn: &mut Conn) -> Result<Vec<(GroupId, String)>> {
             .fetch_all(conn)
             .await?;
     rows.into_iter()
-        .map(|(id, query)| Ok((GroupId::parse(&id).ok_or_else(|| corrupt("group id", uuid_error(&id)))?, query)))
+        .map(|(id, query)| Ok((GroupId::parse(&id).ok_or_else(|| corrupt("group id", unexpected_value(&id)))?, query)))
         .collect()
 }
 

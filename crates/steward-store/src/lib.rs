@@ -89,6 +89,11 @@ pub(crate) fn conflict_as(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -
     }
 }
 
+/// A plain error for a stored value the schema should have prevented.
+pub(crate) fn unexpected_value(value: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected value {value:?}"))
+}
+
 pub(crate) fn corrupt(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Corrupt { what: what.to_string(), source: Box::new(source) }
 }

@@ -6,8 +6,7 @@ use steward_types::SystemId;
 use steward_types::api::Timestamp;
 use steward_types::api::systems::{InventoryChange, SystemState, SystemSummary};
 
-use crate::users::uuid_error;
-use crate::{Conn, Result, conflict_as, corrupt, next_cursor};
+use crate::{Conn, Result, conflict_as, corrupt, next_cursor, unexpected_value};
 
 const SUMMARY_COLUMNS: &str =
     "s.id, s.name, s.hostname, s.os, s.arch, s.agent_version, s.online, s.enrolled_at, s.last_contact_at";
@@ -15,7 +14,7 @@ const SUMMARY_COLUMNS: &str =
 fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SystemSummary> {
     let id: String = row.try_get("id")?;
     Ok(SystemSummary {
-        id: SystemId::parse(&id).ok_or_else(|| corrupt("system id", uuid_error(&id)))?,
+        id: SystemId::parse(&id).ok_or_else(|| corrupt("system id", unexpected_value(&id)))?,
         name: row.try_get("name")?,
         state: if row.try_get::<i64, _>("online")? != 0 { SystemState::Online } else { SystemState::Offline },
         hostname: row.try_get("hostname")?,
@@ -226,7 +225,7 @@ fn facts_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SystemFactsRow> {
     let id: String = row.try_get("id")?;
     let inventory: Option<String> = row.try_get("inventory")?;
     Ok((
-        SystemId::parse(&id).ok_or_else(|| corrupt("system id", uuid_error(&id)))?,
+        SystemId::parse(&id).ok_or_else(|| corrupt("system id", unexpected_value(&id)))?,
         row.try_get("name")?,
         if row.try_get::<i64, _>("online")? != 0 { SystemState::Online } else { SystemState::Offline },
         inventory.map(|text| serde_json::from_str(&text)).transpose().map_err(|error| corrupt("inventory", error))?,

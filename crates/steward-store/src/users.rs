@@ -6,22 +6,17 @@ use steward_types::api::users::{Token, User};
 use steward_types::api::{Role, Timestamp};
 use steward_types::{TokenId, UserId};
 
-use crate::{Conn, Result, conflict_as, corrupt, next_cursor};
+use crate::{Conn, Result, conflict_as, corrupt, next_cursor, unexpected_value};
 
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     let role: String = row.try_get("role")?;
     let id: String = row.try_get("id")?;
     Ok(User {
-        id: UserId::parse(&id).ok_or_else(|| corrupt("user id", uuid_error(&id)))?,
+        id: UserId::parse(&id).ok_or_else(|| corrupt("user id", unexpected_value(&id)))?,
         name: row.try_get("name")?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("user role", uuid_error(&role)))?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("user role", unexpected_value(&role)))?,
         created_at: Timestamp(row.try_get("created_at")?),
     })
-}
-
-/// A plain error for values the schema should have prevented.
-pub(crate) fn uuid_error(value: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected value {value:?}"))
 }
 
 pub async fn user_insert(conn: &mut Conn, user: &User) -> Result<()> {
@@ -97,7 +92,7 @@ pub async fn token_owner_by_hash(conn: &mut Conn, secret_hash: &str) -> Result<O
     let token_id: String = row.try_get("token_id")?;
     Ok(Some(TokenOwner {
         user: user_from_row(&row)?,
-        token_id: TokenId::parse(&token_id).ok_or_else(|| corrupt("token id", uuid_error(&token_id)))?,
+        token_id: TokenId::parse(&token_id).ok_or_else(|| corrupt("token id", unexpected_value(&token_id)))?,
         token_name: row.try_get("token_name")?,
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Timestamp),
@@ -141,7 +136,7 @@ pub async fn token_insert(conn: &mut Conn, token: &Token, user_id: UserId, secre
 fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Token> {
     let id: String = row.try_get("id")?;
     Ok(Token {
-        id: TokenId::parse(&id).ok_or_else(|| corrupt("token id", uuid_error(&id)))?,
+        id: TokenId::parse(&id).ok_or_else(|| corrupt("token id", unexpected_value(&id)))?,
         name: row.try_get("name")?,
         user: row.try_get("user_name")?,
         prefix: row.try_get("prefix")?,
@@ -185,7 +180,7 @@ pub async fn token_get(conn: &mut Conn, id: TokenId) -> Result<Option<(Token, Us
     .await?;
     let Some(row) = row else { return Ok(None) };
     let user_id: String = row.try_get("user_id")?;
-    let user_id = UserId::parse(&user_id).ok_or_else(|| corrupt("user id", uuid_error(&user_id)))?;
+    let user_id = UserId::parse(&user_id).ok_or_else(|| corrupt("user id", unexpected_value(&user_id)))?;
     Ok(Some((token_from_row(&row)?, user_id)))
 }
 
