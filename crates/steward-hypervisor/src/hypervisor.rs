@@ -1,0 +1,100 @@
+//! The `Hypervisor` trait: the verbs the server's sagas and reconcilers call on a host, whatever runs it
+//! (QEMU processes here; z/VM through SMAPI later). The trait is object-safe (`Arc<dyn Hypervisor>`), so every
+//! verb returns a boxed future.
+//!
+//! **Every verb is idempotent**: calling it twice, or again after a crash half-way, is harmless and converges
+//! on the requested state. Creating what exists (with the same parameters) succeeds; deleting what is gone
+//! succeeds; `start` on a running guest reports `AlreadyRunning`, `stop` on a stopped one `AlreadyStopped`.
+//! Undo steps are ordinary verbs, so they are idempotent too. Drivers never touch the server's database.
+//!
+//! How the verbs map onto z/VM (for the second driver): `define_guest` is `Image_Create_DM` from the
+//! directory entry, `start`/`stop` are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
+//! minidisks (`Image_Disk_Create_DM`, `Image_Disk_Copy_DM`; a disk path names `USERID/VDEV` there), networks
+//! are VSwitches and NICs are NICDEFs with grants, `set_cpu_share` is `Image_Definition_Update_DM SHARE=`.
+//! Verbs a driver cannot do (z/VM has no offline sealing or config drives) return
+//! `HypervisorError::Unsupported`.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::types::{
+    ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
+    GuestState, HostFacts, StartOutcome, StopOutcome,
+};
+
+/// The future every verb returns.
+pub type HypervisorFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// One virtualization host.
+pub trait Hypervisor: Send + Sync {
+    /// The driver's name (`qemu`, `zvm`), for messages.
+    fn driver_name(&self) -> &'static str;
+
+    /// What the host offers: emulators and accelerators, CPUs, memory, storage.
+    fn probe(&self) -> HypervisorFuture<'_, HostFacts>;
+
+    /// Stores (or replaces) a guest definition. A running guest picks up a changed one at its next start.
+    fn define_guest<'a>(&'a self, spec: &'a GuestSpec) -> HypervisorFuture<'a, DefineOutcome>;
+    /// Stops the guest if it runs and removes its definition and everything the driver created for it.
+    fn undefine_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()>;
+    /// The names of the defined guests.
+    fn defined_guests(&self) -> HypervisorFuture<'_, Vec<String>>;
+    /// Starts a defined guest.
+    fn start<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, StartOutcome>;
+    /// Asks the guest to shut down, waits up to `timeout`, then ends it.
+    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> HypervisorFuture<'a, StopOutcome>;
+    /// Stops (as `stop`) and starts the guest again with its current definition.
+    fn restart<'a>(&'a self, name: &'a str, timeout: Duration) -> HypervisorFuture<'a, StartOutcome>;
+    /// Whether a defined guest runs.
+    fn status<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestState>;
+    /// The definition with what is live, for drift checks.
+    fn describe_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestDescription>;
+    /// The last `max_bytes` of the guest's console output.
+    fn console_log<'a>(&'a self, name: &'a str, max_bytes: usize) -> HypervisorFuture<'a, String>;
+    /// Every guest running on the host, including ones this driver did not start (`managed: false`).
+    fn list_guests(&self) -> HypervisorFuture<'_, Vec<GuestListing>>;
+    /// Changes the guest's relative CPU weight (100 is normal), in its definition and, if it runs, live.
+    fn set_cpu_share<'a>(&'a self, name: &'a str, share: u32) -> HypervisorFuture<'a, ()>;
+    /// Where the server connects to the guest's management channel.
+    fn agent_socket(&self, name: &str) -> Result<PathBuf>;
+
+    /// Creates an empty disk.
+    fn disk_create<'a>(&'a self, path: &'a Path, size_bytes: u64) -> HypervisorFuture<'a, ()>;
+    /// Creates a copy-on-write clone of `backing` (default size: the backing's).
+    fn disk_overlay<'a>(
+        &'a self,
+        path: &'a Path,
+        backing: &'a Path,
+        backing_format: DiskFormat,
+        size_bytes: Option<u64>,
+    ) -> HypervisorFuture<'a, ()>;
+    /// Creates a full, independent copy (the fallback when copy-on-write is not possible).
+    fn disk_copy<'a>(
+        &'a self,
+        source: &'a Path,
+        destination: &'a Path,
+        size_bytes: Option<u64>,
+    ) -> HypervisorFuture<'a, DiskCopyReport>;
+    /// Creates a standalone, compressed image of a guest disk (for a template).
+    fn disk_capture<'a>(&'a self, source: &'a Path, destination: &'a Path) -> HypervisorFuture<'a, ()>;
+    /// Facts about a disk.
+    fn disk_info<'a>(&'a self, path: &'a Path) -> HypervisorFuture<'a, DiskInfo>;
+    /// Deletes a disk.
+    fn disk_delete<'a>(&'a self, path: &'a Path) -> HypervisorFuture<'a, ()>;
+    /// Removes machine identity from a captured image; returns what was emptied or removed.
+    fn seal_disk<'a>(&'a self, path: &'a Path) -> HypervisorFuture<'a, Vec<String>>;
+    /// Writes a NoCloud config drive image.
+    fn config_drive_write<'a>(&'a self, path: &'a Path, drive: &'a ConfigDrive) -> HypervisorFuture<'a, ()>;
+
+    /// Creates an isolated network.
+    fn network_create<'a>(&'a self, network: &'a str) -> HypervisorFuture<'a, ()>;
+    /// Deletes a network.
+    fn network_delete<'a>(&'a self, network: &'a str) -> HypervisorFuture<'a, ()>;
+    /// Creates the host side of a guest NIC on `network`.
+    fn nic_create<'a>(&'a self, network: &'a str, tap: &'a str) -> HypervisorFuture<'a, ()>;
+    /// Deletes the host side of a guest NIC.
+    fn nic_delete<'a>(&'a self, tap: &'a str) -> HypervisorFuture<'a, ()>;
+}

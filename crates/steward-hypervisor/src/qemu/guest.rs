@@ -1,0 +1,453 @@
+//! Guest definitions and the QEMU process lifecycle.
+//!
+//! ```text
+//!            define_guest                start                     stop / QEMU exits
+//! (nothing) ─────────────> Stopped ────────────────> Running{pid} ──────────────────> Stopped
+//!     ^                       │                                                         │
+//!     └──── undefine_guest ───┴──────────── (undefine stops a running guest first) ─────┘
+//! ```
+//!
+//! The definition is `guests/<name>/guest.json`. Whether a guest runs is read from the system, never
+//! remembered: its pid file names a live, non-zombie process whose command line carries this guest's pid file
+//! (so a stale pid file or a reused pid is not mistaken for the guest); when the pid file is gone, a /proc scan
+//! for that command line finds the process anyway. That is also how a new `QemuHost` re-attaches to guests a
+//! previous server process started.
+//!
+//! `stop` escalates: QMP `system_powerdown` and up to `timeout` for the guest to shut down (`Graceful`), then
+//! QMP `quit`, then SIGKILL (`Forced`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::error::{HypervisorError, Result};
+use crate::fsutil;
+use crate::qemu::QemuHost;
+use crate::qemu::cmdline::{self, GuestPaths};
+use crate::qemu::command;
+use crate::qemu::cpu_share;
+use crate::qemu::processes;
+use crate::qemu::qmp::QmpClient;
+use crate::types::{
+    Boot, DefineOutcome, GuestDescription, GuestListing, GuestSpec, GuestState, StartOutcome, StopOutcome,
+};
+use crate::validate;
+
+/// How long the daemonizing QEMU parent may take to report that the guest is set up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the QMP socket may take to answer after QEMU detached.
+const QMP_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long QEMU may take to exit after QMP `quit`, and the process after SIGKILL.
+const EXIT_AFTER_QUIT: Duration = Duration::from_secs(5);
+/// How often a waiting loop looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+impl QemuHost {
+    fn guest_paths(&self, name: &str) -> Result<GuestPaths> {
+        validate::guest_name(name)?;
+        Ok(GuestPaths { directory: self.guests_directory.join(name) })
+    }
+
+    /// The stored definition of `name`.
+    pub fn read_definition(&self, name: &str) -> Result<GuestSpec> {
+        let paths = self.guest_paths(name)?;
+        let path = paths.definition();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HypervisorError::NotFound { guest: name.to_owned() });
+            }
+            Err(source) => return Err(HypervisorError::io(&path, source)),
+        };
+        serde_json::from_slice(&text).map_err(|source| HypervisorError::Json { path, source })
+    }
+
+    /// Stores the definition (atomically); an equal stored definition is left alone.
+    pub async fn define_guest(&self, spec: &GuestSpec) -> Result<DefineOutcome> {
+        validate::guest_spec(spec)?;
+        let lock = self.guest_lock(&spec.name);
+        let _guard = lock.lock().await;
+        let paths = self.guest_paths(&spec.name)?;
+        let outcome = match self.read_definition(&spec.name) {
+            Ok(existing) if &existing == spec => return Ok(DefineOutcome::Unchanged),
+            Ok(_) => DefineOutcome::Updated,
+            Err(HypervisorError::NotFound { .. }) => DefineOutcome::Created,
+            // An unreadable definition (a disk error, not a half write: writes are atomic) is replaced.
+            Err(error) => {
+                tracing::warn!(guest = spec.name, error = %error, "replacing an unreadable guest definition");
+                DefineOutcome::Updated
+            }
+        };
+        fsutil::create_directory(&paths.directory)?;
+        let json = serde_json::to_vec_pretty(spec)
+            .map_err(|source| HypervisorError::Json { path: paths.definition(), source })?;
+        fsutil::write_atomic(&paths.definition(), &json)?;
+        tracing::info!(guest = spec.name, ?outcome, "defined guest");
+        Ok(outcome)
+    }
+
+    /// The names of the defined guests, sorted.
+    pub fn defined_guests(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.guests_directory)
+            .map_err(|source| HypervisorError::io(&self.guests_directory, source))?;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|entry| entry.path().join("guest.json").exists())
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Stops the guest if it runs (without waiting for a graceful shutdown) and removes its directory, with
+    /// everything in it. Disks outside the directory are the caller's (delete them with `disk_delete`).
+    pub async fn undefine_guest(&self, name: &str) -> Result<()> {
+        let paths = self.guest_paths(name)?;
+        let lock = self.guest_lock(name);
+        let _guard = lock.lock().await;
+        if let Some(pid) = running_pid(&paths) {
+            self.stop_process(name, &paths, pid, Duration::ZERO).await?;
+        }
+        match std::fs::remove_dir_all(&paths.directory) {
+            Ok(()) => {
+                tracing::info!(guest = name, "undefined guest");
+                Ok(())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(HypervisorError::io(&paths.directory, source)),
+        }
+    }
+
+    /// Whether the guest runs.
+    pub fn status(&self, name: &str) -> Result<GuestState> {
+        let paths = self.guest_paths(name)?;
+        if !paths.definition().exists() {
+            return Err(HypervisorError::NotFound { guest: name.to_owned() });
+        }
+        Ok(match running_pid(&paths) {
+            Some(pid) => GuestState::Running { pid },
+            None => GuestState::Stopped,
+        })
+    }
+
+    /// Starts the guest (or reports that it already runs), then applies its CPU share.
+    pub async fn start(&self, name: &str) -> Result<StartOutcome> {
+        let paths = self.guest_paths(name)?;
+        let lock = self.guest_lock(name);
+        let _guard = lock.lock().await;
+        let spec = self.read_definition(name)?;
+        if let Some(pid) = running_pid(&paths) {
+            cpu_share::apply_share(name, pid, spec.cpu_share)?;
+            return Ok(StartOutcome::AlreadyRunning { pid });
+        }
+        self.check_start_prerequisites(&spec).await?;
+        let emulators = self.emulators().await?;
+        let emulator = emulators
+            .iter()
+            .find(|emulator| emulator.arch == spec.arch)
+            .ok_or(HypervisorError::QemuMissing { arch: spec.arch })?;
+        for stale in [paths.pid_file(), paths.qmp_socket(), paths.agent_socket()] {
+            fsutil::remove_file_if_present(&stale)?;
+        }
+        let arguments = cmdline::guest_arguments(&spec, &paths, emulator.accelerator)?;
+        let (program, full_arguments) = if spec.nics.is_empty() {
+            (emulator.binary.clone(), arguments)
+        } else {
+            let mut full = vec!["netns".to_owned(), "exec".to_owned(), self.namespace().to_owned()];
+            full.push(emulator.binary.to_string_lossy().into_owned());
+            full.extend(arguments);
+            (command::system_tool("ip")?, full)
+        };
+        let started = Instant::now();
+        self.spawn_daemon(name, &paths, &program, &full_arguments).await?;
+        let pid = wait_for_pid(name, &paths).await?;
+        self.wait_for_qmp(name, &paths).await?;
+        tracing::info!(guest = name, pid, seconds = started.elapsed().as_secs_f64(), "started guest");
+        cpu_share::apply_share(name, pid, spec.cpu_share)?;
+        Ok(StartOutcome::Started { pid })
+    }
+
+    async fn check_start_prerequisites(&self, spec: &GuestSpec) -> Result<()> {
+        for disk in &spec.disks {
+            if !disk.path.exists() {
+                return Err(HypervisorError::DiskMissing { path: disk.path.clone() });
+            }
+        }
+        let mut files: Vec<(&str, &PathBuf)> = Vec::new();
+        if let Some(config_drive) = &spec.config_drive {
+            files.push(("config drive", config_drive));
+        }
+        match &spec.boot {
+            Boot::Direct { kernel, initrd, .. } => {
+                files.push(("kernel", kernel));
+                if let Some(initrd) = initrd {
+                    files.push(("initrd", initrd));
+                }
+            }
+            Boot::Firmware { firmware: Some(firmware) } => files.push(("firmware", firmware)),
+            Boot::Firmware { firmware: None } => {}
+        }
+        for (what, path) in files {
+            if !path.exists() {
+                return Err(HypervisorError::invalid(
+                    format!("{what} of guest {:?}", spec.name),
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
+        for nic in &spec.nics {
+            if !self.networks.tap_exists(&nic.tap).await? {
+                return Err(HypervisorError::NicMissing {
+                    guest: spec.name.clone(),
+                    tap: nic.tap.clone(),
+                    namespace: self.namespace().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs QEMU with `-daemonize`: the parent exits once the guest is set up (status 0) or failed.
+    async fn spawn_daemon(&self, name: &str, paths: &GuestPaths, program: &Path, arguments: &[String]) -> Result<()> {
+        let log_path = paths.start_log();
+        let log = std::fs::File::create(&log_path).map_err(|source| HypervisorError::io(&log_path, source))?;
+        let log_for_stderr = log.try_clone().map_err(|source| HypervisorError::io(&log_path, source))?;
+        tracing::debug!(guest = name, program = %program.display(), ?arguments, "starting QEMU");
+        let mut child = tokio::process::Command::new(program)
+            .args(arguments)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_for_stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| HypervisorError::Spawn { program: program.display().to_string(), source })?;
+        let status = match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
+            Ok(status) => {
+                status.map_err(|source| HypervisorError::Spawn { program: program.display().to_string(), source })?
+            }
+            Err(_elapsed) => {
+                return Err(HypervisorError::StartFailed {
+                    guest: name.to_owned(),
+                    log: format!("QEMU did not finish starting within {START_TIMEOUT:?}"),
+                });
+            }
+        };
+        if !status.success() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default().trim().to_owned();
+            return Err(HypervisorError::StartFailed {
+                guest: name.to_owned(),
+                log: if log.is_empty() { format!("QEMU exited with {status}") } else { log },
+            });
+        }
+        Ok(())
+    }
+
+    async fn wait_for_qmp(&self, name: &str, paths: &GuestPaths) -> Result<()> {
+        let deadline = Instant::now() + QMP_READY_TIMEOUT;
+        loop {
+            match QmpClient::connect(name, &paths.qmp_socket()).await {
+                Ok(mut client) => {
+                    client.run_state().await?;
+                    return Ok(());
+                }
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+            }
+        }
+    }
+
+    /// Stops the guest: power button, up to `timeout` to shut down, then QMP `quit`, then SIGKILL.
+    pub async fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome> {
+        let paths = self.guest_paths(name)?;
+        let lock = self.guest_lock(name);
+        let _guard = lock.lock().await;
+        if !paths.definition().exists() {
+            return Err(HypervisorError::NotFound { guest: name.to_owned() });
+        }
+        match running_pid(&paths) {
+            Some(pid) => self.stop_process(name, &paths, pid, timeout).await,
+            None => {
+                remove_runtime_files(&paths)?;
+                Ok(StopOutcome::AlreadyStopped)
+            }
+        }
+    }
+
+    async fn stop_process(&self, name: &str, paths: &GuestPaths, pid: u32, timeout: Duration) -> Result<StopOutcome> {
+        let mut monitor = QmpClient::connect(name, &paths.qmp_socket()).await;
+        if !timeout.is_zero()
+            && let Ok(client) = monitor.as_mut()
+        {
+            match client.execute("system_powerdown", None).await {
+                Ok(_) => {
+                    if wait_for_exit(pid, timeout).await {
+                        tracing::info!(guest = name, pid, "guest shut down");
+                        remove_runtime_files(paths)?;
+                        return Ok(StopOutcome::Graceful);
+                    }
+                }
+                Err(error) => tracing::warn!(guest = name, error = %error, "system_powerdown failed"),
+            }
+        }
+        if let Ok(client) = monitor.as_mut() {
+            // QEMU may close the connection before answering `quit`; the exit is what counts.
+            let _ = client.execute("quit", None).await;
+            if wait_for_exit(pid, EXIT_AFTER_QUIT).await {
+                tracing::info!(guest = name, pid, "guest ended with QMP quit");
+                remove_runtime_files(paths)?;
+                return Ok(StopOutcome::Forced);
+            }
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid was checked to be this guest's QEMU.
+        let _ = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        if wait_for_exit(pid, EXIT_AFTER_QUIT).await {
+            tracing::warn!(guest = name, pid, "guest killed");
+            remove_runtime_files(paths)?;
+            return Ok(StopOutcome::Forced);
+        }
+        Err(HypervisorError::StopFailed { guest: name.to_owned(), pid })
+    }
+
+    /// Stops and starts the guest again.
+    pub async fn restart(&self, name: &str, timeout: Duration) -> Result<StartOutcome> {
+        self.stop(name, timeout).await?;
+        self.start(name).await
+    }
+
+    /// The definition with what is live.
+    pub async fn describe_guest(&self, name: &str) -> Result<GuestDescription> {
+        let paths = self.guest_paths(name)?;
+        let spec = self.read_definition(name)?;
+        let Some(pid) = running_pid(&paths) else {
+            return Ok(GuestDescription {
+                spec,
+                state: GuestState::Stopped,
+                live: None,
+                run_state: None,
+                live_cpu_share: None,
+            });
+        };
+        let live = processes::read_cmdline(pid)
+            .and_then(|arguments| processes::listing_from_cmdline(pid, &arguments, &self.guests_directory));
+        let run_state = match QmpClient::connect(name, &paths.qmp_socket()).await {
+            Ok(mut client) => client.run_state().await.ok(),
+            Err(_) => None,
+        };
+        // The nice value is coarser than the share, so a share whose nice value is in effect is reported as is.
+        let live_cpu_share = cpu_share::current_share(pid).map(|share| {
+            if cpu_share::nice_for_share(share) == cpu_share::nice_for_share(spec.cpu_share) {
+                spec.cpu_share
+            } else {
+                share
+            }
+        });
+        Ok(GuestDescription { spec, state: GuestState::Running { pid }, live, run_state, live_cpu_share })
+    }
+
+    /// The last `max_bytes` of the console log (lossily decoded).
+    pub fn console_log(&self, name: &str, max_bytes: usize) -> Result<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let paths = self.guest_paths(name)?;
+        if !paths.definition().exists() {
+            return Err(HypervisorError::NotFound { guest: name.to_owned() });
+        }
+        let path = paths.console_log();
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(source) => return Err(HypervisorError::io(&path, source)),
+        };
+        let length = file.metadata().map_err(|source| HypervisorError::io(&path, source))?.len();
+        let start = length.saturating_sub(max_bytes as u64);
+        file.seek(SeekFrom::Start(start)).map_err(|source| HypervisorError::io(&path, source))?;
+        let mut bytes = Vec::new();
+        file.take(max_bytes as u64).read_to_end(&mut bytes).map_err(|source| HypervisorError::io(&path, source))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Every QEMU process on the host.
+    pub fn list_guests(&self) -> Vec<GuestListing> {
+        processes::scan(&self.guests_directory)
+    }
+
+    /// Stores the new share in the definition and applies it to the running process.
+    pub async fn set_cpu_share(&self, name: &str, share: u32) -> Result<()> {
+        validate::cpu_share(share)?;
+        let mut spec = self.read_definition(name)?;
+        if spec.cpu_share != share {
+            spec.cpu_share = share;
+            self.define_guest(&spec).await?;
+        }
+        let paths = self.guest_paths(name)?;
+        if let Some(pid) = running_pid(&paths) {
+            cpu_share::apply_share(name, pid, share)?;
+        }
+        Ok(())
+    }
+
+    /// The management channel socket of the guest (it exists while a guest with `agent_channel` runs).
+    pub fn agent_socket(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.guest_paths(name)?.agent_socket())
+    }
+}
+
+/// The pid of the guest's QEMU if it runs.
+pub(crate) fn running_pid(paths: &GuestPaths) -> Option<u32> {
+    let pid_file = paths.pid_file();
+    let pid_file_text = pid_file.to_string_lossy().into_owned();
+    let is_ours = |pid: u32| {
+        processes::process_alive(pid)
+            && processes::read_cmdline(pid).is_some_and(|arguments| arguments.contains(&pid_file_text))
+    };
+    if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse::<u32>().ok())
+        && is_ours(pid)
+    {
+        return Some(pid);
+    }
+    // The pid file may be missing (removed, or not yet written): look for the command line itself.
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+        processes::read_cmdline(*pid).is_some_and(|arguments| {
+            processes::emulator_arch(&arguments).is_some() && arguments.contains(&pid_file_text)
+        }) && processes::process_alive(*pid)
+    })
+}
+
+async fn wait_for_pid(name: &str, paths: &GuestPaths) -> Result<u32> {
+    let deadline = Instant::now() + QMP_READY_TIMEOUT;
+    loop {
+        if let Some(pid) = running_pid(paths) {
+            return Ok(pid);
+        }
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(paths.start_log()).unwrap_or_default();
+            return Err(HypervisorError::StartFailed {
+                guest: name.to_owned(),
+                log: format!("QEMU detached but no process is running: {}", log.trim()),
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Waits up to `timeout` for `pid` to be gone (or a zombie); true when it is.
+async fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !processes::process_alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Removes the pid file and sockets of a stopped guest.
+fn remove_runtime_files(paths: &GuestPaths) -> Result<()> {
+    for path in [paths.pid_file(), paths.qmp_socket(), paths.agent_socket()] {
+        fsutil::remove_file_if_present(&path)?;
+    }
+    Ok(())
+}
