@@ -1,5 +1,6 @@
-//! The Steward agent: enrolls with the server, keeps one TLS connection to it, reports the system's inventory
-//! and then only its changes, and carries out the server's requests.
+//! The Steward agent: keeps one channel to the server (a TLS connection after enrolling, or a QEMU guest's
+//! virtio-serial port), reports the system's inventory and then only its changes, and carries out the server's
+//! requests.
 //!
 //! **Architecture invariant:** the agent depends on `steward-protocol` only, never on the server crates, and it
 //! never wakes up on a timer unless a monitor needs a sample: changes are noticed through inotify and netlink.
@@ -8,6 +9,8 @@
 pub mod backoff;
 pub mod enroll;
 pub mod inventory;
+pub mod serial;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod watch;

@@ -1,12 +1,24 @@
-//! `steward-agent`: enroll once with `--enroll-token`, then keep reporting to the server.
+//! `steward-agent`: over TLS (the default), enroll once with `--enroll-token`, then keep reporting to the server;
+//! with `--channel virtio-serial`, report over the guest's virtio-serial port, which needs no enrollment.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use steward_agent::session::Session;
+use clap::{Parser, ValueEnum};
+use steward_agent::serial::SerialDevice;
+use steward_agent::session::{Session, Transport};
 use steward_agent::state::StateDir;
+use steward_agent::tls::TlsTransport;
 use steward_agent::watch::ChangeWatcher;
+
+/// How the agent reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Channel {
+    /// Mutual TLS to the server's agent gateway, after enrolling with a token.
+    Tls,
+    /// The guest's virtio-serial port `--port-name` (QEMU guests created by Steward): no token, no TLS.
+    VirtioSerial,
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "steward-agent", version, about = "The Steward agent: reports this system to a Steward server.")]
@@ -20,9 +32,19 @@ struct Args {
     /// CA certificate of an HTTPS server (the server's DATA/ca.pem), for enrollment over HTTPS.
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    /// Where the agent keeps its key, certificate and last report.
+    /// Where the agent keeps its key, certificate and last report (over virtio-serial, only the last report).
     #[arg(long, default_value = "/var/lib/steward-agent")]
     state_dir: PathBuf,
+    /// The channel to the server.
+    #[arg(long, value_enum, env = "STEWARD_AGENT_CHANNEL", default_value = "tls")]
+    channel: Channel,
+    /// With `--channel virtio-serial`: the name of the port, as in `/sys/class/virtio-ports/*/name`.
+    #[arg(long, default_value = steward_protocol::SERIAL_PORT_NAME)]
+    port_name: String,
+    /// With `--channel virtio-serial`: open this character device instead of looking the port up by name (for
+    /// tests: a pseudo-terminal).
+    #[arg(long)]
+    channel_device: Option<PathBuf>,
     /// Log filter (`warn`, `info`, `debug`).
     #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
     log: String,
@@ -53,29 +75,34 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let state = StateDir::open(&args.state_dir)?;
-    let enrolled = match state.enrolled()? {
-        Some(enrolled) => {
-            if args.enroll_token.is_some() {
-                tracing::info!(system = %enrolled.identity.system_name, "already enrolled; the enrollment token is not needed");
+    let transport = match args.channel {
+        Channel::Tls => {
+            if args.channel_device.is_some() {
+                anyhow::bail!("--channel-device needs --channel virtio-serial");
             }
-            enrolled
+            let enrolled = enrolled_or_enroll(&args, &state).await?;
+            Transport::Tls(
+                TlsTransport::new(enrolled)
+                    .map_err(|error| anyhow::anyhow!("cannot set up TLS from {}: {error}", args.state_dir.display()))?,
+            )
         }
-        None => {
-            let server = args
-                .server
-                .as_deref()
-                .context("this agent is not enrolled yet: pass --server URL and --enroll-token TOKEN")?;
-            let token =
-                args.enroll_token.as_deref().context("this agent is not enrolled yet: pass --enroll-token TOKEN")?;
-            let ca = match &args.ca_file {
-                Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
-                None => None,
-            };
-            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-            let enrolled = steward_agent::enroll::enroll(server, token.trim(), &hostname, ca.as_deref()).await?;
-            state.save_enrolled(&enrolled)?;
-            tracing::info!(system = %enrolled.identity.system_name, id = %enrolled.identity.system_id, "enrolled");
-            enrolled
+        Channel::VirtioSerial => {
+            if args.enroll_token.is_some() || args.server.is_some() {
+                anyhow::bail!(
+                    "--server and --enroll-token are for --channel tls: the virtio-serial port needs no enrollment"
+                );
+            }
+            if args.port_name.is_empty() || args.port_name.contains('/') {
+                anyhow::bail!(
+                    "--port-name {:?} is not a port name (like {})",
+                    args.port_name,
+                    steward_protocol::SERIAL_PORT_NAME
+                );
+            }
+            Transport::Serial(match args.channel_device.clone() {
+                Some(path) => SerialDevice::Path(path),
+                None => SerialDevice::PortName(args.port_name.clone()),
+            })
         }
     };
     let mut watcher = ChangeWatcher::new(std::path::Path::new("/")).context("cannot watch the system for changes")?;
@@ -92,8 +119,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = stop.send(()).await;
     });
-    let session = Session::new(enrolled, state, PathBuf::from("/"))?;
+    let session = Session::new(transport, state, PathBuf::from("/"));
     session.run(&mut watcher, &mut stopped).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The stored enrollment, or a new one made with `--server` and `--enroll-token`.
+async fn enrolled_or_enroll(args: &Args, state: &StateDir) -> anyhow::Result<steward_agent::state::Enrolled> {
+    use anyhow::Context as _;
+    if let Some(enrolled) = state.enrolled()? {
+        if args.enroll_token.is_some() {
+            tracing::info!(system = %enrolled.identity.system_name, "already enrolled; the enrollment token is not needed");
+        }
+        return Ok(enrolled);
+    }
+    let server =
+        args.server.as_deref().context("this agent is not enrolled yet: pass --server URL and --enroll-token TOKEN")?;
+    let token = args.enroll_token.as_deref().context("this agent is not enrolled yet: pass --enroll-token TOKEN")?;
+    let ca = match &args.ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
+        None => None,
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let enrolled = steward_agent::enroll::enroll(server, token.trim(), &hostname, ca.as_deref()).await?;
+    state.save_enrolled(&enrolled)?;
+    tracing::info!(system = %enrolled.identity.system_name, id = %enrolled.identity.system_id, "enrolled");
+    Ok(enrolled)
 }

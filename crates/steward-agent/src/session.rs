@@ -1,43 +1,47 @@
-//! The agent's connection to the gateway: connect with its certificate, say hello, report inventory, then wait
-//! for either a request from the server or a change on the system. Reconnects with jittered backoff.
+//! The agent's conversation with the server, over either channel: say hello, report inventory, then wait for
+//! either a request from the server or a change on the system. Reconnects with jittered backoff.
 //!
 //! ```text
-//!            ┌────────── backoff (1 s .. 60 s, jittered) ◄─────────┐
-//!            ▼                                                      │ connection lost, Goodbye{retry}
-//!   connect + TLS ──► Hello ──► Welcome ──► report ──► idle ────────┤
-//!                                            ▲          │ change noticed (inotify, netlink, mounts)
-//!                                            └──────────┘ or RefreshInventory
-//!   Goodbye{retry: false} ──► exit: the certificate was revoked
+//!            ┌────────── backoff (TLS 1 s .. 60 s, serial 0.5 s .. 4 s, jittered) ◄──┐
+//!            ▼                                                                       │ connection lost,
+//!   connect (TLS) or open the port ──► Hello ──► Welcome ──► report ──► idle ────────┤ Goodbye{retry}
+//!                                                             ▲          │ change noticed (inotify, netlink,
+//!                                                             └──────────┘ mounts) or RefreshInventory
+//!   Goodbye{retry: false} ──► exit: the certificate was revoked, or the server cannot talk to this agent
 //! ```
 //! While idle the agent has nothing scheduled: it sleeps in epoll until the server or the kernel has news.
+//! Over virtio-serial the server may also start the conversation over (`HelloRequest`, another `Welcome`), and
+//! an unanswered Hello is repeated; `serial.rs` explains why and draws that state machine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use steward_protocol::{
-    AgentMessage, FrameError, Inventory, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerMessage, read_frame, write_frame,
-};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use steward_protocol::{AgentMessage, FrameError, Inventory, PROTOCOL_VERSION, ServerMessage};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::state::{Enrolled, StateDir};
+use crate::serial::{SerialDevice, SerialLink};
+use crate::state::StateDir;
+use crate::tls::{TlsLink, TlsTransport};
 use crate::watch::ChangeWatcher;
 
 /// A connection that lasted this long resets the reconnect backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(60);
+
+/// Over TLS, a server that does not welcome the agent within this time is treated as gone.
+const TLS_WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Over virtio-serial, reopening the port while no server is attached is the only way to notice one arrive (the
+/// port reports end of file until then); this cap bounds how long a guest takes to register once it does.
+const SERIAL_RETRY_BASE: Duration = Duration::from_millis(500);
+const SERIAL_RETRY_CAP: Duration = Duration::from_secs(4);
 
 /// Why the agent stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum Stopped {
     #[error("the server refused this agent for good: {0}")]
     Refused(String),
-    #[error("cannot set up TLS from the state directory: {0}")]
-    Tls(String),
 }
 
 /// How one connection ended.
@@ -50,24 +54,61 @@ enum Ended {
     Shutdown,
 }
 
+/// The channel to the server.
+pub enum Transport {
+    /// Mutual TLS over TCP to the gateway, with the identity from enrollment.
+    Tls(TlsTransport),
+    /// The guest's virtio-serial port (or a test device): the channel itself identifies the guest.
+    Serial(SerialDevice),
+}
+
+/// One connection over either channel.
+enum Link {
+    Tls(TlsLink),
+    Serial(SerialLink),
+}
+
+impl Link {
+    async fn receive(&mut self) -> Result<ServerMessage, FrameError> {
+        match self {
+            Link::Tls(link) => link.receive().await,
+            Link::Serial(link) => link.receive().await,
+        }
+    }
+
+    async fn send(&mut self, message: &AgentMessage) -> Result<(), FrameError> {
+        match self {
+            Link::Tls(link) => link.send(message).await,
+            Link::Serial(link) => link.send(message).await,
+        }
+    }
+
+    /// Whether the server may start the conversation over on this channel (only on virtio-serial).
+    fn restartable(&self) -> bool {
+        matches!(self, Link::Serial(_))
+    }
+}
+
 pub struct Session {
-    enrolled: Enrolled,
+    transport: Transport,
     state: StateDir,
     inventory_root: PathBuf,
-    tls: tokio_rustls::TlsConnector,
 }
 
 impl Session {
-    pub fn new(enrolled: Enrolled, state: StateDir, inventory_root: PathBuf) -> Result<Self, Stopped> {
-        let tls = tls_connector(&enrolled).map_err(Stopped::Tls)?;
-        Ok(Self { enrolled, state, inventory_root, tls })
+    pub fn new(transport: Transport, state: StateDir, inventory_root: PathBuf) -> Self {
+        Self { transport, state, inventory_root }
     }
 
     /// Runs until a signal (returns `Ok`) or until the server refuses the agent for good.
     pub async fn run(self, watcher: &mut ChangeWatcher, shutdown: &mut mpsc::Receiver<()>) -> Result<(), Stopped> {
-        let mut backoff = Backoff::default();
+        let mut backoff = match self.transport {
+            Transport::Tls(_) => Backoff::default(),
+            Transport::Serial(_) => Backoff::new(SERIAL_RETRY_BASE, SERIAL_RETRY_CAP),
+        };
+        let mut previous_reason = String::new();
         loop {
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             let ended = tokio::select! {
                 ended = self.connect_and_serve(watcher) => ended,
                 _ = shutdown.recv() => Ended::Shutdown,
@@ -82,7 +123,13 @@ impl Session {
                 Ended::Refused(reason) => return Err(Stopped::Refused(reason)),
                 Ended::Retry(reason) => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(%reason, ?delay, "disconnected from the server; reconnecting");
+                    // A guest waiting for its server retries every few seconds: say so once, not every time.
+                    if reason != previous_reason {
+                        tracing::warn!(%reason, ?delay, "disconnected from the server; reconnecting");
+                    } else {
+                        tracing::debug!(%reason, ?delay, "still disconnected from the server; reconnecting");
+                    }
+                    previous_reason = reason;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.recv() => return Ok(()),
@@ -93,74 +140,123 @@ impl Session {
     }
 
     async fn connect_and_serve(&self, watcher: &mut ChangeWatcher) -> Ended {
-        let identity = &self.enrolled.identity;
-        let address = (identity.gateway_host.as_str(), identity.gateway_port);
-        let tcp = match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(address)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(error)) => return Ended::Retry(format!("cannot connect to {}:{}: {error}", address.0, address.1)),
-            Err(_) => return Ended::Retry("connecting timed out".into()),
+        let link = match &self.transport {
+            Transport::Tls(transport) => TlsLink::connect(transport).await.map(Link::Tls),
+            Transport::Serial(device) => SerialLink::open(device).map(Link::Serial),
         };
-        set_keepalive(&tcp);
-        let name = ServerName::try_from(steward_protocol::GATEWAY_TLS_NAME).expect("a valid DNS name");
-        let tls = match tokio::time::timeout(Duration::from_secs(30), self.tls.connect(name, tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => return Ended::Retry(format!("TLS handshake failed: {error}")),
-            Err(_) => return Ended::Retry("TLS handshake timed out".into()),
-        };
-        let (reader, mut writer) = tokio::io::split(tls);
-        let mut frames = spawn_reader(reader);
+        match link {
+            Ok(mut link) => self.converse(&mut link, watcher).await,
+            Err(reason) => Ended::Retry(reason),
+        }
+    }
+
+    /// One conversation, from the first Hello until the link fails or the server says goodbye.
+    async fn converse(&self, link: &mut Link, watcher: &mut ChangeWatcher) -> Ended {
         let mut last = self.state.last_inventory();
-        let hello = AgentMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            inventory_digest: last.as_ref().map(Inventory::digest),
+        // While a Hello is unanswered: when to give up (TLS) or say it again (serial). `None` once welcomed: from
+        // then on nothing here runs on a timer.
+        let mut hello_backoff = Backoff::new(Duration::from_secs(1), SERIAL_RETRY_CAP);
+        let mut awaiting_welcome = match self.say_hello(link, &last, &mut hello_backoff).await {
+            Ok(deadline) => Some(deadline),
+            Err(ended) => return ended,
         };
-        if let Err(error) = write_frame(&mut writer, &hello).await {
-            return Ended::Retry(format!("cannot send hello: {error}"));
-        }
-        let send_full = match tokio::time::timeout(Duration::from_secs(30), frames.recv()).await {
-            Ok(Some(Ok(ServerMessage::Welcome { send_full_inventory, .. }))) => send_full_inventory,
-            Ok(Some(Ok(ServerMessage::Goodbye { reason, retry }))) => return goodbye(reason, retry),
-            Ok(Some(Ok(other))) => return Ended::Retry(format!("expected a welcome, got {other:?}")),
-            Ok(Some(Err(error))) => return frame_ended(error),
-            Ok(None) => return Ended::Retry("the server closed the connection".into()),
-            Err(_) => return Ended::Retry("no welcome within 30 seconds".into()),
-        };
-        tracing::info!(system = %self.enrolled.identity.system_name, "connected to the server");
-        if send_full {
-            last = None;
-        }
-        if let Err(ended) = self.report(&mut writer, &mut last).await {
-            return ended;
-        }
+        let mut welcomed = false;
         loop {
+            let deadline = awaiting_welcome;
+            let hello_unanswered = async move {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                frame = frames.recv() => match frame {
-                    Some(Ok(ServerMessage::RefreshInventory { full })) => {
+                message = link.receive() => match message {
+                    Ok(ServerMessage::Welcome { send_full_inventory, system_id, .. }) => {
+                        if awaiting_welcome.is_none() && !link.restartable() {
+                            return Ended::Retry("protocol violation: a second welcome".into());
+                        }
+                        if welcomed {
+                            tracing::debug!(send_full_inventory, "welcomed again");
+                        } else {
+                            tracing::info!(system = %system_id, "connected to the server");
+                        }
+                        welcomed = true;
+                        awaiting_welcome = None;
+                        if send_full_inventory {
+                            last = None;
+                        }
+                        if let Err(ended) = self.report(link, &mut last).await {
+                            return ended;
+                        }
+                    }
+                    Ok(ServerMessage::HelloRequest) => {
+                        if !link.restartable() {
+                            return Ended::Retry("protocol violation: a hello request over TLS".into());
+                        }
+                        tracing::debug!("the server asked for a hello");
+                        hello_backoff.reset();
+                        match self.say_hello(link, &last, &mut hello_backoff).await {
+                            Ok(deadline) => awaiting_welcome = Some(deadline),
+                            Err(ended) => return ended,
+                        }
+                    }
+                    Ok(ServerMessage::RefreshInventory { full }) => {
+                        if awaiting_welcome.is_some() {
+                            // The welcome that is on its way decides what to send.
+                            continue;
+                        }
                         tracing::info!(full, "the server asked for an inventory refresh");
                         if full {
                             last = None;
                         }
-                        if let Err(ended) = self.report(&mut writer, &mut last).await {
+                        if let Err(ended) = self.report(link, &mut last).await {
                             return ended;
                         }
                     }
-                    Some(Ok(ServerMessage::Goodbye { reason, retry })) => return goodbye(reason, retry),
-                    Some(Ok(ServerMessage::Welcome { .. })) => return Ended::Retry("protocol violation: a second welcome".into()),
-                    Some(Err(error)) => return frame_ended(error),
-                    None => return Ended::Retry("the server closed the connection".into()),
+                    Ok(ServerMessage::Goodbye { reason, retry }) => return goodbye(reason, retry),
+                    Err(error) => return frame_ended(error, link.restartable()),
                 },
-                () = watcher.changed() => {
-                    if let Err(ended) = self.report(&mut writer, &mut last).await {
+                // Changes wait while a Hello is unanswered: the welcome's report includes them.
+                () = watcher.changed(), if awaiting_welcome.is_none() => {
+                    if let Err(ended) = self.report(link, &mut last).await {
                         return ended;
+                    }
+                }
+                () = hello_unanswered => {
+                    if !link.restartable() {
+                        return Ended::Retry("no welcome within 30 seconds".into());
+                    }
+                    tracing::debug!("no welcome yet; saying hello again");
+                    match self.say_hello(link, &last, &mut hello_backoff).await {
+                        Ok(deadline) => awaiting_welcome = Some(deadline),
+                        Err(ended) => return ended,
                     }
                 }
             }
         }
     }
 
+    /// Sends a Hello naming the inventory last reported; returns until when to wait for the welcome.
+    async fn say_hello(
+        &self,
+        link: &mut Link,
+        last: &Option<Inventory>,
+        hello_backoff: &mut Backoff,
+    ) -> Result<Instant, Ended> {
+        let hello = AgentMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            inventory_digest: last.as_ref().map(Inventory::digest),
+        };
+        if let Err(error) = link.send(&hello).await {
+            return Err(Ended::Retry(format!("cannot send hello: {}", describe(&error))));
+        }
+        let wait = if link.restartable() { hello_backoff.next_delay() } else { TLS_WELCOME_TIMEOUT };
+        Ok(Instant::now() + wait)
+    }
+
     /// Collects the inventory and sends it whole (when `last` is `None`) or as a patch against `last`.
-    async fn report<W: AsyncWrite + Unpin>(&self, writer: &mut W, last: &mut Option<Inventory>) -> Result<(), Ended> {
+    async fn report(&self, link: &mut Link, last: &mut Option<Inventory>) -> Result<(), Ended> {
         let current = crate::inventory::collect(&self.inventory_root);
         let message = match last.as_ref() {
             None => AgentMessage::Inventory { inventory: Box::new(current.clone()) },
@@ -169,7 +265,7 @@ impl Session {
                 None => return Ok(()),
             },
         };
-        write_frame(writer, &message).await.map_err(frame_ended)?;
+        link.send(&message).await.map_err(|error| frame_ended(error, link.restartable()))?;
         if let Err(error) = self.state.save_last_inventory(&current) {
             tracing::warn!(error = %error, "cannot keep the reported inventory; the next connection sends it whole");
         }
@@ -188,72 +284,18 @@ fn goodbye(reason: String, retry: bool) -> Ended {
     if retry { Ended::Retry(format!("the server said goodbye: {reason}")) } else { Ended::Refused(reason) }
 }
 
-fn frame_ended(error: FrameError) -> Ended {
+fn frame_ended(error: FrameError, serial: bool) -> Ended {
     match error {
+        FrameError::Closed if serial => Ended::Retry("the server is not attached to this guest's port".into()),
         FrameError::Closed => Ended::Retry("the server closed the connection".into()),
-        other => Ended::Retry(format!("connection error: {other}")),
+        other => Ended::Retry(format!("connection error: {}", describe(&other))),
     }
 }
 
-/// Reads frames in a task of its own (reading a frame is not cancel-safe inside `select!`).
-fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
-    mut reader: R,
-) -> mpsc::Receiver<Result<ServerMessage, FrameError>> {
-    let (sender, receiver) = mpsc::channel(4);
-    tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<ServerMessage, _>(&mut reader, MAX_FRAME_BYTES).await;
-            let failed = frame.is_err();
-            if sender.send(frame).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// Kernel keepalive finds a vanished server without the agent ever waking on a timer of its own.
-fn set_keepalive(stream: &TcpStream) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
-    let settings: [(libc::c_int, libc::c_int, libc::c_int); 4] = [
-        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 120),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 30),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4),
-    ];
-    for (level, option, value) in settings {
-        // SAFETY: `fd` is a valid socket owned by `stream` for the duration of this call, and `value` is a
-        // c_int whose size is passed along.
-        let result = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if result != 0 {
-            tracing::debug!(option, "cannot set a keepalive option");
-        }
+/// The error with its cause (`FrameError::Io` alone says only "input/output error").
+fn describe(error: &FrameError) -> String {
+    match error {
+        FrameError::Io(cause) => format!("{error}: {cause}"),
+        other => other.to_string(),
     }
-    let _ = stream.set_nodelay(true);
-}
-
-fn tls_connector(enrolled: &Enrolled) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(enrolled.ca_pem.as_bytes()) {
-        let certificate = certificate.map_err(|error| format!("ca.pem: {error}"))?;
-        roots.add(certificate).map_err(|error| format!("ca.pem: {error}"))?;
-    }
-    let chain = CertificateDer::pem_slice_iter(enrolled.certificate_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("agent.pem: {error}"))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(enrolled.key_pem.as_bytes()).map_err(|error| format!("agent.key: {error}"))?;
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|error| format!("agent certificate: {error}"))?;
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

@@ -9,6 +9,8 @@
 //! | `inventory.json` | the inventory last reported, to send only changes after a restart     |
 //!
 //! Every file is written to a temporary name and renamed, so a crash never leaves a half-written identity.
+//! Over virtio-serial the agent has no identity of its own (the port identifies the guest): only
+//! `inventory.json` is kept.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

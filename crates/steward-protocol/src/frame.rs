@@ -19,6 +19,10 @@ pub enum FrameError {
     Malformed(#[source] serde_json::Error),
     #[error("input/output error")]
     Io(#[from] std::io::Error),
+    /// On a synchronised channel (see [`crate::synced`]): no marker where a frame should start (`found` holds
+    /// the bytes that were there instead), or a marker inside a frame's body.
+    #[error("the channel is out of step: expected a frame marker, found {found:02x?}")]
+    OutOfSync { found: [u8; 4] },
 }
 
 /// Reads one frame and decodes it; `Closed` when the peer closed the connection cleanly between frames.

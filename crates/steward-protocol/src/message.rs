@@ -12,13 +12,33 @@
 //! ```
 //!
 //! Both sides reject a peer whose `protocol_version` they do not speak with a `Goodbye`.
+//!
+//! The same messages run over a guest's virtio-serial port (the agent's `--channel virtio-serial`), where the
+//! port itself says which guest is speaking: no certificate, no TLS. That channel has no connection boundaries
+//! (either end may restart while the other keeps the port open), so each side may start the conversation over:
+//!
+//! ```text
+//!  agent (in the guest)                    server (on the hypervisor host)
+//!    |<-- HelloRequest ----------------------|   the server (re)connected to the guest's socket
+//!    |-- Hello ----------------------------->|   on start, on every HelloRequest, and again while unanswered
+//!    |<-- Welcome ---------------------------|   answers every Hello, also one in the middle of a conversation
+//!    |          ... as over TLS ...          |
+//! ```
+//!
+//! An agent may thus see more than one `Welcome` in a conversation (its Hello crossed a HelloRequest); each
+//! one is answered as the first was. Frames there carry a marker for resynchronisation (`crate::synced`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Inventory, InventoryPatch};
 
-/// The version of this protocol; bumped on any incompatible change.
+/// The version of this protocol; bumped on any incompatible change. (`HelloRequest` was added without a bump:
+/// it is only ever sent over virtio-serial, which only agents that know it speak.)
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it
+/// in `/sys/class/virtio-ports/*/name`).
+pub const SERIAL_PORT_NAME: &str = "org.steward.agent.0";
 
 /// Messages from the agent to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +68,9 @@ pub enum ServerMessage {
         /// True when the server's copy of the inventory does not match the agent's digest.
         send_full_inventory: bool,
     },
+    /// Only over virtio-serial: the server has just connected to the guest's port (or started over after an
+    /// error) and waits for a `Hello`.
+    HelloRequest,
     /// Collect the inventory now and send it: whole when `full`, else a patch if anything changed.
     RefreshInventory { full: bool },
     /// The server is about to close the connection, and why. With `retry` false the agent must not reconnect

@@ -2,7 +2,10 @@
 //! never allocates past its limit, and a decoded message re-encodes to a frame that decodes to the same message.
 
 use proptest::prelude::*;
-use steward_protocol::{AgentMessage, FrameError, ServerMessage, read_frame, write_frame};
+use steward_protocol::{
+    AgentMessage, FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, SYNC_MARKER, ServerMessage, SyncedFrameReader,
+    encode_synced_frame, read_frame, write_frame,
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().build().expect("runtime")
@@ -46,6 +49,39 @@ proptest! {
             frame.extend_from_slice(body.as_bytes());
             let _ = read_frame::<AgentMessage, _>(&mut frame.as_slice(), 4096).await;
             let _ = read_frame::<ServerMessage, _>(&mut frame.as_slice(), 4096).await;
+        });
+    }
+
+    /// Whatever stale or hostile bytes come first (markers and runs of 0xFF included), a reader that goes on after
+    /// each error finds the real frame behind them, and never panics.
+    #[test]
+    fn a_synced_reader_finds_the_frame_behind_any_garbage(
+        garbage in prop::collection::vec(prop_oneof![any::<u8>(), Just(0xFFu8), Just(0u8)], 0..256),
+        marker_at in prop::option::of(0usize..256),
+    ) {
+        let mut bytes = garbage;
+        if let Some(position) = marker_at {
+            let position = position.min(bytes.len());
+            bytes.splice(position..position, SYNC_MARKER);
+        }
+        let hello = AgentMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "1.0".into(),
+            inventory_digest: None,
+        };
+        bytes.extend(encode_synced_frame(&hello).expect("encode"));
+        runtime().block_on(async {
+            let mut input = bytes.as_slice();
+            let mut reader = SyncedFrameReader::new(MAX_FRAME_BYTES);
+            let mut last = None;
+            for _ in 0..bytes.len() + 2 {
+                match reader.read::<AgentMessage, _>(&mut input).await {
+                    Ok(message) => last = Some(message),
+                    Err(FrameError::Closed) => break,
+                    Err(_) => {}
+                }
+            }
+            assert_eq!(last, Some(hello));
         });
     }
 }

@@ -20,7 +20,7 @@ pub mod secrets;
 pub mod state;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -41,7 +41,11 @@ pub struct Config {
     /// Operator-given HTTPS certificate chain and key (PEM); by default the server issues its own from its CA.
     pub tls_certificate: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Faults to inject into sagas, for tests (`STEWARD_FAULT_INJECTION`); empty in production.
+    pub faults: app::sagas::faults::FaultPlan,
 }
+
+pub use app::sagas::faults::{ENVIRONMENT_VARIABLE as FAULT_INJECTION_VARIABLE, FaultPlan};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8440";
 pub const DEFAULT_GATEWAY_PORT: u16 = 8441;
@@ -54,6 +58,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up the local QEMU host")]
+    Hypervisor(#[source] Box<steward_hypervisor::HypervisorError>),
     #[error("cannot open the store")]
     Store(#[from] steward_store::StoreError),
     #[error("cannot set up the certificate authority or TLS")]
@@ -133,6 +139,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let created_admin_token = bootstrap::first_administrator(&store, &admin_token_path).await?;
     let ca = Arc::new(pki::CertificateAuthority::load_or_create(&config.data_dir)?);
 
+    // Probing the emulators takes a moment (KVM is tried for real); it is done before anything listens, so that
+    // nobody connects to a server that is not ready.
+    let hosts = local_host(&store, &config.data_dir).await?;
     let api_listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen { address: config.listen, source })?;
@@ -152,7 +161,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ca: ca.clone(),
         agents: Arc::new(gateway::Registry::default()),
         gateway_port: gateway_address.port(),
+        hosts: Arc::new(hosts),
+        faults: Arc::new(config.faults.clone()),
     };
+    // Guests outlive the server: talk to the agents of those that run, and finish what a previous run left.
+    let attached = app::hosts::reattach_running_guests(&state).await?;
+    let resumed = app::sagas::engine::resume_all(&state).await?;
+    if attached > 0 || resumed > 0 {
+        tracing::info!(attached, resumed, "re-attached to running guests and resumed unfinished operations");
+    }
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(gateway::serve(
@@ -190,6 +207,33 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|source| StartError::Write { path: descriptor_path, source })?;
 
     Ok(RunningServer { api_url, gateway_address, admin_token_path, created_admin_token, shutdown, tasks, store })
+}
+
+/// Registers this machine as host `local` when a QEMU emulator is installed, with its storage in
+/// `DATA/hosts/local` and its networks in a network namespace named after the data directory (so that servers
+/// with different data directories never share bridges).
+async fn local_host(store: &steward_store::Store, data_dir: &Path) -> Result<app::hosts::Hosts, StartError> {
+    use sha2::Digest;
+    let root = data_dir.join("hosts").join(app::hosts::LOCAL_HOST);
+    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
+    let namespace = format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>());
+    let driver = steward_hypervisor::qemu::QemuHost::new(steward_hypervisor::qemu::QemuHostConfig {
+        root: root.clone(),
+        namespace,
+        search_path: None,
+    })
+    .map_err(|source| StartError::Hypervisor(Box::new(source)))?;
+    let emulators = driver.emulators().await.map_err(|source| StartError::Hypervisor(Box::new(source)))?;
+    if emulators.is_empty() {
+        tracing::info!("no qemu-system-x86_64 or qemu-system-s390x installed: no local host");
+        return Ok(app::hosts::Hosts::default());
+    }
+    let mut conn = store.conn().await?;
+    let host =
+        steward_store::hosts::ensure(&mut conn, app::hosts::LOCAL_HOST, steward_types::api::hosts::HostKind::Qemu)
+            .await?;
+    Ok(app::hosts::Hosts::default().with(host.id, app::hosts::Driver::new(Arc::new(driver), root)))
 }
 
 /// Names the self-issued HTTPS certificate carries: the bound address (or, for a wildcard bind, every address

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use steward_store::Store;
 
+use crate::app::hosts::Hosts;
+use crate::app::sagas::faults::FaultPlan;
 use crate::gateway::Registry;
 use crate::pki::CertificateAuthority;
 
@@ -15,4 +17,8 @@ pub struct AppState {
     pub agents: Arc<Registry>,
     /// Port of the agent gateway, told to agents at enrollment.
     pub gateway_port: u16,
+    /// The hypervisor driver of every host this server provisions on.
+    pub hosts: Arc<Hosts>,
+    /// Faults tests inject into sagas (empty in production).
+    pub faults: Arc<FaultPlan>,
 }

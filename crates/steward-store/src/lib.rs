@@ -12,8 +12,12 @@
 pub mod audit;
 pub mod enrollment;
 pub mod groups;
+pub mod hosts;
+pub mod operations;
 pub mod systems;
+pub mod templates;
 pub mod users;
+pub mod virtual_servers;
 
 use std::path::Path;
 use std::str::FromStr;

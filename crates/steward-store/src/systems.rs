@@ -105,6 +105,16 @@ pub async fn set_contact(conn: &mut Conn, id: SystemId, online: bool, at: Timest
     Ok(())
 }
 
+/// Records the version the agent reported in its hello (agents are upgraded in place).
+pub async fn set_agent_version(conn: &mut Conn, id: SystemId, version: &str) -> Result<()> {
+    sqlx::query("UPDATE systems SET agent_version = $2 WHERE id = $1 AND agent_version <> $2")
+        .bind(id.to_string())
+        .bind(version)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// At server start no agent is connected yet.
 pub async fn mark_all_offline(conn: &mut Conn) -> Result<()> {
     sqlx::query("UPDATE systems SET online = 0 WHERE online <> 0").execute(conn).await?;

@@ -59,3 +59,27 @@ typed_id!(
     /// A token agents use to enroll.
     EnrollmentTokenId
 );
+typed_id!(
+    /// A hypervisor host Steward provisions guests on.
+    HostId
+);
+typed_id!(
+    /// An isolated virtual network on a host (the VSwitch or guest LAN of z/VM).
+    NetworkId
+);
+typed_id!(
+    /// The hardware shape of a guest.
+    ServerTemplateId
+);
+typed_id!(
+    /// A captured or imported Linux installation.
+    OsTemplateId
+);
+typed_id!(
+    /// A guest defined on a host.
+    VirtualServerId
+);
+typed_id!(
+    /// A long-running operation (a saga).
+    OperationId
+);

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use steward_types::ErrorResponse;
 use steward_types::api::Page;
+use steward_types::api::operations::{Operation, OperationAccepted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,6 +21,8 @@ pub enum ClientError {
     },
     #[error("the server's answer could not be read")]
     Decode(#[source] reqwest::Error),
+    #[error("the server's answer is not what this client expects")]
+    Malformed(#[source] serde_json::Error),
     #[error("{0}")]
     Setup(String),
 }
@@ -69,12 +72,18 @@ impl Client {
             request.send().await.map_err(|source| ClientError::Unreachable { server: self.base.clone(), source })?;
         let status = response.status();
         if status.is_success() {
-            if status == reqwest::StatusCode::NO_CONTENT || status == reqwest::StatusCode::ACCEPTED {
+            // `204` never has a body, and `202` has one only when the action runs as an operation.
+            let body = if status == reqwest::StatusCode::NO_CONTENT {
+                Default::default()
+            } else {
+                response.bytes().await.map_err(ClientError::Decode)?
+            };
+            if body.is_empty() {
                 return serde_json::from_value(serde_json::Value::Null).map_err(|_| {
                     ClientError::Setup("the server answered without a body where one was expected".into())
                 });
             }
-            return response.json().await.map_err(ClientError::Decode);
+            return serde_json::from_slice(&body).map_err(ClientError::Malformed);
         }
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<ErrorResponse>(&text) {
@@ -117,6 +126,24 @@ impl Client {
         self.send::<Option<serde_json::Value>>(self.http.delete(self.url(path))).await.map(|_| ())
     }
 
+    /// Starts an action that runs as an operation (`202 {"operation": ...}`) and returns the operation.
+    pub async fn start_operation<B: Serialize>(&self, path: &str, body: &B) -> Result<Operation> {
+        let accepted: Option<OperationAccepted> = self.post(path, body).await?;
+        accepted.map(|accepted| accepted.operation).ok_or_else(missing_operation)
+    }
+
+    /// Deletes a resource; the operation when the server deletes it in the background (`202`), none when the
+    /// resource is gone already (`204`).
+    pub async fn delete_maybe_operation(&self, path: &str) -> Result<Option<Operation>> {
+        let accepted: Option<OperationAccepted> = self.send(self.http.delete(self.url(path))).await?;
+        Ok(accepted.map(|accepted| accepted.operation))
+    }
+
+    /// One operation by ID, as `GET /operations/{id}` returns it.
+    pub async fn operation(&self, id: &str) -> Result<Operation> {
+        self.get(&format!("/operations/{}", segment(id)), &[]).await
+    }
+
     /// Every item of a paged list, following `next` until the last page (or `max` items).
     pub async fn list_all<T: DeserializeOwned>(
         &self,
@@ -144,6 +171,10 @@ impl Client {
             }
         }
     }
+}
+
+fn missing_operation() -> ClientError {
+    ClientError::Setup("the server accepted the action but did not say which operation runs it".into())
 }
 
 /// Percent-encodes a path segment (names and IDs may contain `.`; nothing else needs escaping, but be safe).

@@ -88,3 +88,51 @@ pub fn bytes(value: u64) -> String {
 pub fn optional<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
 }
+
+/// A size for people: binary units, one decimal below 100 of a unit and none above (`512 MiB`, `2.0 GiB`).
+pub fn size(value: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut amount = value as f64;
+    let mut unit = 0;
+    while amount >= 1024.0 && unit + 1 < UNITS.len() {
+        amount /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || amount >= 100.0 {
+        format!("{amount:.0} {}", UNITS[unit])
+    } else {
+        format!("{amount:.1} {}", UNITS[unit])
+    }
+}
+
+/// A size given in MiB, as [`size`] shows it.
+pub fn size_mib(mebibytes: u64) -> String {
+    size(mebibytes.saturating_mul(1 << 20))
+}
+
+/// How an enum serializes (`"qcow2"`, `"unwind_failed"`), for showing it in a table.
+pub fn label<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// `yes` or `no`.
+pub fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_person_would_write_them() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1000), "1000 B");
+        assert_eq!(size(512 << 20), "512 MiB");
+        assert_eq!(size(2 << 30), "2.0 GiB");
+        assert_eq!(size(1536 << 20), "1.5 GiB");
+        assert_eq!(size(10 << 30), "10.0 GiB");
+        assert_eq!(size_mib(1024), "1.0 GiB");
+        assert_eq!(size_mib(u64::MAX), "16384 PiB");
+    }
+}

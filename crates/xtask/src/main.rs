@@ -9,6 +9,10 @@
 mod agent;
 mod api;
 mod enroll;
+mod images;
+mod p1_clone;
+mod p3_boot;
+mod provision;
 mod report;
 mod server;
 mod sim;
@@ -30,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run a benchmark (or `all`) against release builds of `steward` and `steward-agent`.
     Bench(BenchArgs),
+    /// Build the starter guest images (x86_64, s390x) into `target/images/<arch>/` (see docs/images.md).
+    Images(images::ImagesArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,6 +49,22 @@ enum Bench {
     P11Enrollment,
     #[value(name = "p12-api-latency")]
     P12ApiLatency,
+    /// Not part of `all` (about 6 minutes): clone cost per guest, overlay vs full copy, and 100 creates+deploys.
+    #[value(name = "p1-clone")]
+    P1Clone,
+    /// Not part of `all` (about 3 minutes for 10 runs per architecture): API call to a booted, registered guest.
+    #[value(name = "p3-boot")]
+    P3Boot,
+}
+
+/// The guest architectures P3 boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum P3Arch {
+    All,
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "s390x")]
+    S390x,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -73,6 +95,21 @@ pub struct BenchArgs {
     /// P5: skip the `perf stat` cross-check (perf attaching to the agent can itself cost a few switches).
     #[arg(long)]
     pub no_perf: bool,
+    /// P1: virtual servers deployed per image and clone method (one at a time).
+    #[arg(long, default_value_t = 30)]
+    pub guests: usize,
+    /// P1: virtual servers created and deployed at once for the control-plane figure.
+    #[arg(long, default_value_t = 100)]
+    pub control_plane_guests: usize,
+    /// P1: sizes in MiB of the random-data images imported next to the starter image (comma-separated).
+    #[arg(long, default_value = "256,1024")]
+    pub image_sizes_mib: String,
+    /// P3: boots per architecture (BENCHMARKS.md: at least 30).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// P3: which architectures to boot.
+    #[arg(long, value_enum, default_value_t = P3Arch::All)]
+    pub arch: P3Arch,
     /// Skip building (use `target/release/steward` and `target/agent/steward-agent` as they are).
     #[arg(long)]
     pub no_build: bool,
@@ -107,6 +144,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Bench(args) => bench(args),
+        Command::Images(args) => images::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,6 +187,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             Bench::P5AgentWakeups => agent::run(&paths, &args, false, true).await,
             Bench::P11Enrollment => enroll::run(&paths, &args).await,
             Bench::P12ApiLatency => api::run(&paths, &args).await,
+            Bench::P1Clone => p1_clone::run(&paths, &args).await,
+            Bench::P3Boot => p3_boot::run(&paths, &args).await,
         }
     })
 }

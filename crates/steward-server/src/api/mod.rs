@@ -11,8 +11,14 @@ pub mod enrollment;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod hosts;
+pub mod networks;
+pub mod operations;
+pub mod os_templates;
+pub mod server_templates;
 pub mod systems;
 pub mod users;
+pub mod virtual_servers;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
@@ -41,6 +47,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         groups::group_list, groups::group_create, groups::group_show, groups::group_update, groups::group_delete,
         groups::group_members, groups::group_members_add, groups::group_member_remove,
         audit::audit_list,
+        hosts::host_list, hosts::host_show, hosts::host_guests,
+        networks::network_list, networks::network_create, networks::network_show, networks::network_delete,
+        server_templates::server_template_list, server_templates::server_template_create,
+        server_templates::server_template_show, server_templates::server_template_delete,
+        os_templates::os_template_list, os_templates::os_template_import, os_templates::os_template_show,
+        os_templates::os_template_delete,
+        virtual_servers::virtual_server_list, virtual_servers::virtual_server_create, virtual_servers::virtual_server_show,
+        virtual_servers::virtual_server_delete, virtual_servers::virtual_server_register, virtual_servers::virtual_server_deploy,
+        virtual_servers::virtual_server_start, virtual_servers::virtual_server_stop, virtual_servers::virtual_server_restart,
+        virtual_servers::virtual_server_capture, virtual_servers::virtual_server_console,
+        operations::operation_list, operations::operation_show,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -93,6 +110,38 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))
         .route("/groups/{group}/members/{system}", delete(groups::group_member_remove))
         .route("/audit", get(audit::audit_list))
+        .route("/hosts", get(hosts::host_list))
+        .route("/hosts/{host}", get(hosts::host_show))
+        .route("/hosts/{host}/guests", get(hosts::host_guests))
+        .route("/networks", get(networks::network_list).post(networks::network_create))
+        .route("/networks/{network}", get(networks::network_show).delete(networks::network_delete))
+        .route(
+            "/server-templates",
+            get(server_templates::server_template_list).post(server_templates::server_template_create),
+        )
+        .route(
+            "/server-templates/{template}",
+            get(server_templates::server_template_show).delete(server_templates::server_template_delete),
+        )
+        .route("/os-templates", get(os_templates::os_template_list).post(os_templates::os_template_import))
+        .route("/os-templates/{template}", get(os_templates::os_template_show).delete(os_templates::os_template_delete))
+        .route(
+            "/virtual-servers",
+            get(virtual_servers::virtual_server_list).post(virtual_servers::virtual_server_create),
+        )
+        .route("/virtual-servers/register", post(virtual_servers::virtual_server_register))
+        .route(
+            "/virtual-servers/{virtual_server}",
+            get(virtual_servers::virtual_server_show).delete(virtual_servers::virtual_server_delete),
+        )
+        .route("/virtual-servers/{virtual_server}/deploy", post(virtual_servers::virtual_server_deploy))
+        .route("/virtual-servers/{virtual_server}/start", post(virtual_servers::virtual_server_start))
+        .route("/virtual-servers/{virtual_server}/stop", post(virtual_servers::virtual_server_stop))
+        .route("/virtual-servers/{virtual_server}/restart", post(virtual_servers::virtual_server_restart))
+        .route("/virtual-servers/{virtual_server}/capture", post(virtual_servers::virtual_server_capture))
+        .route("/virtual-servers/{virtual_server}/console", get(virtual_servers::virtual_server_console))
+        .route("/operations", get(operations::operation_list))
+        .route("/operations/{operation}", get(operations::operation_show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -1,6 +1,8 @@
-//! Application logic that is more than a store call: inventory ingest and group membership.
+//! Application logic that is more than a store call: inventory ingest, group membership, hosts and the sagas that provision on them.
 //!
 //! **Architecture invariant:** no SQL here (that is `steward-store`), no HTTP (that is `api`).
 
 pub mod groups;
+pub mod hosts;
 pub mod inventory;
+pub mod sagas;

@@ -1,15 +1,22 @@
-//! The agent gateway: a TLS listener where every enrolled agent keeps one connection.
+//! The agent gateway: a TLS listener where every enrolled agent keeps one connection, and the virtio-serial
+//! sockets of the QEMU guests this server runs, where their agents talk without network or enrollment.
 //!
 //! The TLS handshake demands a client certificate signed by our CA; the connection is then accepted only if the
-//! certificate's serial is in the store, not revoked, and names the same system as its common name. The
-//! [`Registry`] holds one handle per connected system so the API can push requests to it or cut it off.
+//! certificate's serial is in the store, not revoked, and names the same system as its common name
+//! (`connection.rs`). A guest's serial socket identifies the guest by itself (`serial.rs`). Both channels then
+//! run the same conversation (`session.rs`). The [`Registry`] holds one handle per connected system so the API
+//! can push requests to it or cut it off, and the serial attachments.
 //!
-//! **Architecture invariant:** nothing here runs on a timer per connection; an idle fleet costs no CPU. Dead
-//! peers are found by TCP keepalive, which the kernel does without waking us.
+//! **Architecture invariant:** nothing here runs on a timer per connection once a conversation is established; an
+//! idle fleet costs no CPU. Dead TLS peers are found by TCP keepalive, which the kernel does without waking us;
+//! a serial socket closes when its guest stops.
 
 mod connection;
+mod serial;
+mod session;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,14 +54,43 @@ impl AgentHandle {
     }
 }
 
-/// The connected agents, by system.
+/// A guest's agent socket that cannot be attached.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSocketPath(String);
+
+/// The connected agents, by system, and the guests whose serial channel the server keeps connected.
 #[derive(Default)]
 pub struct Registry {
     agents: Mutex<HashMap<SystemId, AgentHandle>>,
     next_connection: AtomicU64,
+    serial: serial::SerialAttachments,
 }
 
 impl Registry {
+    /// Keeps the guest's virtio-serial socket (`DATA/hosts/local/guests/<name>/agent.sock`, QEMU listening)
+    /// connected and serves the agent in the guest over it, as `system`, whose record must already exist.
+    /// Reconnects with backoff (0.1 s .. 5 s) while the socket is missing or closes, so call it when the guest
+    /// is started, or before, and for every running guest when the server starts. Idempotent for the same
+    /// socket; a different socket replaces the attachment. Stops by itself when the system is deleted. Must be
+    /// called inside the server's Tokio runtime.
+    pub fn attach_serial(&self, state: &AppState, system: SystemId, socket: PathBuf) -> Result<(), InvalidSocketPath> {
+        serial::validate_socket_path(&socket).map_err(InvalidSocketPath)?;
+        self.serial.attach(state, system, socket);
+        Ok(())
+    }
+
+    /// Stops serving `system`'s serial channel: says goodbye to its agent (which may come back on a later
+    /// attachment) and closes the socket. Idempotent; false if it was not attached.
+    pub fn detach_serial(&self, system: SystemId) -> bool {
+        self.serial.detach(system, "the server detached from this guest's channel")
+    }
+
+    /// The socket `system`'s serial channel is attached through, if it is.
+    pub fn serial_socket(&self, system: SystemId) -> Option<PathBuf> {
+        self.serial.socket(system)
+    }
+
     /// Queues a message for a connected agent; false if it is not connected or its queue is full.
     pub fn send(&self, system: SystemId, message: ServerMessage) -> bool {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -103,8 +139,9 @@ impl Registry {
         }
     }
 
-    /// Tells every agent the server is going away; they reconnect with backoff.
+    /// Tells every agent the server is going away; they reconnect with backoff. Serial attachments stop.
     pub fn shutdown_all(&self) {
+        self.serial.detach_all("the server is shutting down");
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         for handle in agents.values() {
             handle.stop("the server is shutting down", true);

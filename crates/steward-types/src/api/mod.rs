@@ -5,8 +5,14 @@
 pub mod audit;
 pub mod enrollment;
 pub mod groups;
+pub mod hosts;
+pub mod networks;
+pub mod operations;
+pub mod os_templates;
+pub mod server_templates;
 pub mod systems;
 pub mod users;
+pub mod virtual_servers;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,9 +4,15 @@
 mod audit;
 mod enrollment;
 mod groups;
+mod hosts;
+mod networks;
+mod operations;
+mod os_templates;
 mod serve;
+mod server_templates;
 mod systems;
 mod users;
+mod virtual_servers;
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +62,24 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Hypervisor hosts and the guests they run.
+    #[command(subcommand)]
+    Hosts(hosts::HostsCommand),
+    /// Isolated virtual networks on a host.
+    #[command(subcommand)]
+    Networks(networks::NetworksCommand),
+    /// Server templates: the hardware shape of virtual servers.
+    #[command(subcommand, name = "server-templates")]
+    ServerTemplates(server_templates::ServerTemplatesCommand),
+    /// OS templates: Linux images to deploy into virtual servers.
+    #[command(subcommand, name = "os-templates")]
+    OsTemplates(os_templates::OsTemplatesCommand),
+    /// Virtual servers: create, deploy, register, power actions, console.
+    #[command(subcommand, name = "virtual-servers")]
+    VirtualServers(virtual_servers::VirtualServersCommand),
+    /// Long-running operations and their steps.
+    #[command(subcommand)]
+    Operations(operations::OperationsCommand),
 }
 
 /// What every client command gets.
@@ -85,6 +109,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Systems(command) => systems::run(&context, command).await,
         Command::Groups(command) => groups::run(&context, command).await,
         Command::Audit(command) => audit::run(&context, command).await,
+        Command::Hosts(command) => hosts::run(&context, command).await,
+        Command::Networks(command) => networks::run(&context, command).await,
+        Command::ServerTemplates(command) => server_templates::run(&context, command).await,
+        Command::OsTemplates(command) => os_templates::run(&context, command).await,
+        Command::VirtualServers(command) => virtual_servers::run(&context, command).await,
+        Command::Operations(command) => operations::run(&context, command).await,
     }
 }
 

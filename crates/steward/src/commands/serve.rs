@@ -33,6 +33,14 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<String> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log).context("--log is not a valid log filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Tests inject saga faults through the environment; a production server never has it set.
+    let faults = match std::env::var(steward_server::FAULT_INJECTION_VARIABLE) {
+        Ok(plan) => steward_server::FaultPlan::parse(&plan).map_err(|error| anyhow::anyhow!("{error}"))?,
+        Err(_) => steward_server::FaultPlan::default(),
+    };
+    if !faults.is_empty() {
+        tracing::warn!("fault injection is active: this server is for tests only");
+    }
     let config = steward_server::Config {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -40,6 +48,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<String> {
         database: args.database,
         tls_certificate: args.tls_certificate,
         tls_key: args.tls_key,
+        faults,
     };
     let server =
         steward_server::start(config).await.map_err(|error| anyhow::anyhow!(steward_server::error_chain(&error)))?;

@@ -38,8 +38,21 @@ impl Server {
         server
     }
 
+    /// Starts a server with a fresh data directory and extra environment (for example fault injection).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Server::start_in_env(&data_dir, &[], env);
+        server._temp = Some(temp);
+        server
+    }
+
     /// Starts a server on an existing data directory (to test restarts), with extra `serve` arguments.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_in_env(data_dir, extra, &[])
+    }
+
+    pub fn start_in_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let mut command = Command::new(steward_binary());
         command.arg("serve").arg("--data-dir").arg(data_dir);
@@ -49,6 +62,7 @@ impl Server {
         command
             .args(extra)
             .env("STEWARD_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file(data_dir, "server")));
         let child = command.spawn().expect("start steward serve");
@@ -141,7 +155,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Guests outlive their server by design; a test's guests must not outlive the test (even a failed one).
+        let guests = self.data_dir.join("hosts/local/guests");
+        for pid in qemu_processes(&format!("{}/", guests.display())) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        if let Some(namespace) = network_namespace(&self.data_dir) {
+            let _ = Command::new("ip").args(["netns", "delete", &namespace]).stderr(Stdio::null()).status();
+        }
     }
+}
+
+/// The network namespace the server of `data_dir` keeps its networks in (named after the data directory).
+pub fn network_namespace(data_dir: &Path) -> Option<String> {
+    use sha2::Digest;
+    let canonical = std::fs::canonicalize(data_dir).ok()?;
+    let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
+    Some(format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>()))
 }
 
 fn libc_sigterm() -> i32 {
@@ -300,4 +330,75 @@ impl Api {
     pub fn post(&self, path: &str, body: serde_json::Value) -> Answer {
         self.send("POST", path, body)
     }
+
+    /// Waits for the operation a `202 Accepted` answer started to finish; returns the finished operation.
+    pub fn wait_operation(&self, accepted: &Answer) -> serde_json::Value {
+        assert_eq!(accepted.status, 202, "expected an operation, got {:?}", accepted.body);
+        let id = accepted.body["operation"]["id"].as_str().expect("operation id").to_string();
+        eventually(&format!("operation {id} finishes"), Duration::from_secs(180), || {
+            let operation = self.get(&format!("/operations/{id}")).body;
+            let state = operation["state"].as_str().unwrap_or("");
+            (!matches!(state, "running" | "unwinding")).then_some(operation)
+        })
+    }
+}
+
+/// QEMU must be installed for the virtualization tests (`scripts/test` installs it); they fail, never skip.
+pub fn require_qemu() {
+    for program in ["qemu-system-x86_64", "qemu-system-s390x", "qemu-img"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+        assert!(
+            found,
+            "{program} is not installed: run scripts/test (it installs qemu-system-x86 and qemu-system-misc)"
+        );
+    }
+}
+
+/// A small, real OS disk for tests that do not boot it: an ext4 filesystem over the whole disk (as the starter
+/// images have) holding what sealing removes, as qcow2; and a stand-in kernel file.
+pub fn tiny_os_image(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("rootfs");
+    for sub in ["etc/steward", "etc/ssh", "var/lib/steward-agent", "var/lib/steward"] {
+        std::fs::create_dir_all(root.join(sub)).expect("rootfs dir");
+    }
+    std::fs::write(root.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").expect("machine-id");
+    std::fs::write(root.join("etc/steward/network.conf"), "mac=52:54:00:00:00:01\n").expect("network.conf");
+    std::fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "key\n").expect("host key");
+    std::fs::write(root.join("var/lib/steward-agent/identity.json"), "{}\n").expect("identity");
+    let raw = dir.join("tiny.raw");
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "steward-root", "-d"])
+        .arg(&root)
+        .arg(&raw)
+        .arg("16M")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run mkfs.ext4");
+    assert!(status.success(), "mkfs.ext4 failed");
+    let disk = dir.join("tiny.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&disk)
+        .status()
+        .expect("run qemu-img");
+    assert!(status.success(), "qemu-img convert failed");
+    let kernel = dir.join("vmlinuz");
+    std::fs::write(&kernel, b"not a kernel: these tests never boot it").expect("kernel");
+    (disk, kernel)
+}
+
+/// Every `qemu-system-*` process whose command line mentions `needle`.
+pub fn qemu_processes(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("qemu-system-") && text.contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
 }

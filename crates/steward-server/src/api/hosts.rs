@@ -1,0 +1,133 @@
+//! Hypervisor hosts and their guests: `/api/v1/hosts`.
+
+use axum::Json;
+use axum::extract::State;
+use steward_types::ErrorResponse;
+use steward_types::api::Page;
+use steward_types::api::hosts::{Accelerator, Arch, Host, HostArchitecture, HostGuest, HostKind};
+
+use crate::api::extract::Path;
+use crate::app::hosts::Driver;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub async fn find_host(
+    state: &AppState,
+    conn: &mut steward_store::Conn,
+    id_or_name: &str,
+) -> ApiResult<(steward_store::hosts::HostRecord, Driver)> {
+    let host = steward_store::hosts::get(conn, id_or_name).await?.ok_or_else(|| {
+        ApiError::not_found("host", id_or_name).with_details(serde_json::json!({
+            "kind": "host", "id": id_or_name,
+            "hint": "the local host exists when qemu-system-x86_64 or qemu-system-s390x is installed"
+        }))
+    })?;
+    let driver = state.hosts.driver(host.id).map_err(|error| ApiError::new(error.code, error.message))?;
+    Ok((host, driver))
+}
+
+pub fn arch_from_driver(arch: steward_hypervisor::Arch) -> Arch {
+    match arch {
+        steward_hypervisor::Arch::X86_64 => Arch::X86_64,
+        steward_hypervisor::Arch::S390x => Arch::S390x,
+    }
+}
+
+pub fn arch_to_driver(arch: Arch) -> steward_hypervisor::Arch {
+    match arch {
+        Arch::X86_64 => steward_hypervisor::Arch::X86_64,
+        Arch::S390x => steward_hypervisor::Arch::S390x,
+    }
+}
+
+async fn host_view(record: steward_store::hosts::HostRecord, driver: &Driver) -> ApiResult<Host> {
+    let facts = driver.probe().await.map_err(|error| ApiError::internal(crate::error_chain(&error)))?;
+    Ok(Host {
+        id: record.id,
+        name: record.name,
+        kind: HostKind::Qemu,
+        architectures: facts
+            .emulators
+            .iter()
+            .map(|emulator| HostArchitecture {
+                arch: arch_from_driver(emulator.arch),
+                emulator: emulator.binary.display().to_string(),
+                version: emulator.version.clone(),
+                accelerator: match emulator.accelerator {
+                    steward_hypervisor::Accelerator::Kvm => Accelerator::Kvm,
+                    steward_hypervisor::Accelerator::Tcg => Accelerator::Tcg,
+                },
+            })
+            .collect(),
+        cpus: facts.cpus,
+        memory_bytes: facts.memory_total_bytes,
+        memory_available_bytes: facts.memory_available_bytes,
+        storage_directory: facts.storage_directory.display().to_string(),
+        storage_free_bytes: facts.storage_free_bytes,
+        storage_total_bytes: facts.storage_total_bytes,
+        created_at: record.created_at,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", responses((status = 200, body = Page<Host>)))]
+pub async fn host_list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Page<Host>>> {
+    let mut conn = state.store.conn().await?;
+    let records = steward_store::hosts::list(&mut conn).await?;
+    drop(conn);
+    let mut items = Vec::new();
+    for record in records {
+        if let Ok(driver) = state.hosts.driver(record.id) {
+            items.push(host_view(record, &driver).await?);
+        }
+    }
+    Ok(Json(Page { items, next: None }))
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{host}", tag = "hosts", params(("host" = String, Path, description = "Name or ID")),
+    responses((status = 200, body = Host), (status = 404, body = ErrorResponse)))]
+pub async fn host_show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(host): Path<String>,
+) -> ApiResult<Json<Host>> {
+    let mut conn = state.store.conn().await?;
+    let (record, driver) = find_host(&state, &mut conn, &host).await?;
+    drop(conn);
+    Ok(Json(host_view(record, &driver).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{host}/guests", tag = "hosts", params(("host" = String, Path, description = "Name or ID")),
+    responses((status = 200, body = Page<HostGuest>), (status = 404, body = ErrorResponse)))]
+pub async fn host_guests(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(host): Path<String>,
+) -> ApiResult<Json<Page<HostGuest>>> {
+    let mut conn = state.store.conn().await?;
+    let (record, driver) = find_host(&state, &mut conn, &host).await?;
+    let servers = steward_store::virtual_servers::list_on_host(&mut conn, record.id).await?;
+    drop(conn);
+    let listings = driver.list_guests().await.map_err(|error| ApiError::internal(crate::error_chain(&error)))?;
+    let items = listings
+        .into_iter()
+        .map(|guest| {
+            let name = guest.name.clone().unwrap_or_else(|| guest.pid.to_string());
+            let virtual_server = servers
+                .iter()
+                .find(|record| guest.managed && Some(&record.server.name) == guest.name.as_ref())
+                .map(|record| record.server.name.clone());
+            HostGuest {
+                name,
+                pid: guest.pid,
+                arch: guest.arch.map(arch_from_driver),
+                cpus: guest.cpus,
+                memory_mib: guest.memory_mib,
+                disks: guest.disks.iter().map(|disk| disk.display().to_string()).collect(),
+                managed: guest.managed,
+                virtual_server,
+            }
+        })
+        .collect();
+    Ok(Json(Page { items, next: None }))
+}

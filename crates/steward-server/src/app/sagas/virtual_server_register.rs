@@ -1,0 +1,56 @@
+//! Registering a guest installed outside Steward (step 1 of the five steps): its disk stays where it is and is
+//! never deleted by Steward; the guest gets a definition, a system record, and, if it is running now, its
+//! process must be stopped first (Steward starts it under its own control from then on). The API transaction has stored the virtual server (`creating`).
+
+use serde::{Deserialize, Serialize};
+use steward_hypervisor::GuestSpec;
+use steward_store::virtual_servers::VirtualServerState;
+use steward_types::{HostId, SystemId, VirtualServerId};
+
+use super::{StepResult, unknown_step};
+use crate::app::hosts;
+use crate::state::AppState;
+
+pub const KIND: &str = "virtual_server_register";
+pub const STEPS: &[&str] = &["record", "define_guest", "finish"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub virtual_server: VirtualServerId,
+    pub host: HostId,
+    pub system: SystemId,
+    pub spec: GuestSpec,
+}
+
+pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResult {
+    let driver = state.hosts.driver(params.host)?;
+    match step {
+        "record" => {
+            hosts::system_record_ensure(state, params.system, &params.spec.name, params.spec.arch).await?;
+            Ok(None)
+        }
+        "define_guest" => {
+            driver.define_guest(&params.spec).await?;
+            Ok(None)
+        }
+        "finish" => {
+            hosts::virtual_server_set_state(state, params.virtual_server, VirtualServerState::Ready).await?;
+            Ok(None)
+        }
+        other => Err(unknown_step(KIND, other)),
+    }
+}
+
+pub async fn undo(state: &AppState, step: &str, params: &mut Params) -> StepResult<()> {
+    let driver = state.hosts.driver(params.host)?;
+    match step {
+        "record" => hosts::virtual_server_forget(state, params.virtual_server, Some(params.system)).await,
+        // The registered disk lies outside the guest's directory, so removing the definition leaves it alone.
+        "define_guest" => Ok(driver.undefine_guest(&params.spec.name).await?),
+        "finish" => {
+            hosts::virtual_server_set_state(state, params.virtual_server, VirtualServerState::Creating).await?;
+            Ok(())
+        }
+        other => Err(unknown_step(KIND, other)),
+    }
+}

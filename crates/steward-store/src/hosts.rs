@@ -1,0 +1,124 @@
+//! Hypervisor hosts and their networks. What a host can do (architectures, memory, storage) is probed live by
+//! the server; the store keeps only identity.
+
+use sqlx::Row;
+use steward_types::api::Timestamp;
+use steward_types::api::hosts::HostKind;
+use steward_types::api::networks::Network;
+use steward_types::{HostId, NetworkId};
+
+use crate::{Conn, Result, conflict_as, corrupt, next_cursor, unexpected_value};
+
+#[derive(Debug, Clone)]
+pub struct HostRecord {
+    pub id: HostId,
+    pub name: String,
+    pub kind: HostKind,
+    pub created_at: Timestamp,
+}
+
+fn host_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(HostRecord {
+        id: HostId::parse(&id).ok_or_else(|| corrupt("host id", unexpected_value(&id)))?,
+        name: row.try_get("name")?,
+        kind: match kind.as_str() {
+            "qemu" => HostKind::Qemu,
+            _ => return Err(corrupt("host kind", unexpected_value(&kind))),
+        },
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// Inserts the host unless one of that name exists; returns the stored record either way.
+pub async fn ensure(conn: &mut Conn, name: &str, kind: HostKind) -> Result<HostRecord> {
+    if let Some(host) = get(conn, name).await? {
+        return Ok(host);
+    }
+    let host = HostRecord { id: HostId::new(), name: name.to_string(), kind, created_at: Timestamp::now() };
+    sqlx::query("INSERT INTO hosts (id, name, kind, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(host.id.to_string())
+        .bind(&host.name)
+        .bind("qemu")
+        .bind(host.created_at.millis())
+        .execute(conn)
+        .await
+        .map_err(conflict_as(format!("host {name:?}")))?;
+    Ok(host)
+}
+
+pub async fn get(conn: &mut Conn, id_or_name: &str) -> Result<Option<HostRecord>> {
+    let row = sqlx::query("SELECT id, name, kind, created_at FROM hosts WHERE id = $1 OR name = $1")
+        .bind(id_or_name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(host_from_row).transpose()
+}
+
+pub async fn get_by_id(conn: &mut Conn, id: HostId) -> Result<Option<HostRecord>> {
+    get(conn, &id.to_string()).await
+}
+
+pub async fn list(conn: &mut Conn) -> Result<Vec<HostRecord>> {
+    let rows = sqlx::query("SELECT id, name, kind, created_at FROM hosts ORDER BY name").fetch_all(conn).await?;
+    rows.iter().map(host_from_row).collect()
+}
+
+const NETWORK_COLUMNS: &str = "SELECT n.id, n.name, h.name AS host, n.subnet, n.description, n.created_at,
+    (SELECT COUNT(*) FROM virtual_server_nics v WHERE v.network_id = n.id) AS attached
+    FROM networks n JOIN hosts h ON h.id = n.host_id";
+
+fn network_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Network> {
+    let id: String = row.try_get("id")?;
+    Ok(Network {
+        id: NetworkId::parse(&id).ok_or_else(|| corrupt("network id", unexpected_value(&id)))?,
+        name: row.try_get("name")?,
+        host: row.try_get("host")?,
+        subnet: row.try_get("subnet")?,
+        description: row.try_get("description")?,
+        attached_nics: row.try_get::<i64, _>("attached")? as u64,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+pub async fn network_insert(conn: &mut Conn, network: &Network, host: HostId) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO networks (id, name, host_id, subnet, description, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(network.id.to_string())
+    .bind(&network.name)
+    .bind(host.to_string())
+    .bind(&network.subnet)
+    .bind(&network.description)
+    .bind(network.created_at.millis())
+    .execute(conn)
+    .await
+    .map_err(conflict_as(format!("network {:?}", network.name)))?;
+    Ok(())
+}
+
+pub async fn network_get(conn: &mut Conn, id_or_name: &str) -> Result<Option<Network>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{NETWORK_COLUMNS} WHERE n.id = $1 OR n.name = $1")))
+        .bind(id_or_name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(network_from_row).transpose()
+}
+
+pub async fn network_list(conn: &mut Conn, after: Option<&str>, limit: u32) -> Result<(Vec<Network>, Option<String>)> {
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(format!("{NETWORK_COLUMNS} WHERE n.name > $1 ORDER BY n.name LIMIT $2")))
+            .bind(after.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(conn)
+            .await?;
+    let networks = rows.iter().map(network_from_row).collect::<Result<Vec<_>>>()?;
+    let next = next_cursor(&networks, limit, |network| network.name.clone());
+    Ok((networks, next))
+}
+
+pub async fn network_delete(conn: &mut Conn, id: NetworkId) -> Result<()> {
+    sqlx::query("DELETE FROM networks WHERE id = $1").bind(id.to_string()).execute(conn).await?;
+    Ok(())
+}
