@@ -72,6 +72,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What the hypervisor could not do, for a request that asked it something directly (sagas report their own).
+impl From<steward_hypervisor::HypervisorError> for ApiError {
+    fn from(error: steward_hypervisor::HypervisorError) -> Self {
+        ApiError::internal(format!("the hypervisor failed: {}", crate::error_chain(&error)))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

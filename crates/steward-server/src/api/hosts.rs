@@ -42,7 +42,7 @@ pub fn arch_to_driver(arch: Arch) -> steward_hypervisor::Arch {
 }
 
 async fn host_view(record: steward_store::hosts::HostRecord, driver: &Driver) -> ApiResult<Host> {
-    let facts = driver.probe().await.map_err(|error| ApiError::internal(crate::error_chain(&error)))?;
+    let facts = driver.probe().await?;
     Ok(Host {
         id: record.id,
         name: record.name,
@@ -108,7 +108,7 @@ pub async fn host_guests(
     let (record, driver) = find_host(&state, &mut conn, &host).await?;
     let servers = steward_store::virtual_servers::list_on_host(&mut conn, record.id).await?;
     drop(conn);
-    let listings = driver.list_guests().await.map_err(|error| ApiError::internal(crate::error_chain(&error)))?;
+    let listings = driver.list_guests().await?;
     let items = listings
         .into_iter()
         .map(|guest| {

@@ -126,7 +126,7 @@ pub async fn os_template_import(
             return Err(ApiError::validation("cmdline", format!("must be one line of at most {MAX_CMDLINE} bytes")));
         }
         let (host, driver) = find_host(&state, &mut tx, &host_name).await?;
-        let facts = driver.probe().await.map_err(|error| ApiError::internal(crate::error_chain(&error)))?;
+        let facts = driver.probe().await?;
         let needed = file_size(&file)?;
         if needed > facts.storage_free_bytes {
             return Err(ApiError::validation(

@@ -69,12 +69,8 @@ async fn require_stopped(driver: &Driver, server: &VirtualServer, action: &str) 
             "virtual server {:?} is running; stop it before you {action} it (steward virtual-servers stop {})",
             server.name, server.name
         ))),
-        Err(error) => Err(ApiError::internal(crate::error_chain(&error))),
+        Err(error) => Err(error.into()),
     }
-}
-
-fn hypervisor_error(error: steward_hypervisor::HypervisorError) -> ApiError {
-    ApiError::internal(crate::error_chain(&error))
 }
 
 #[utoipa::path(get, path = "/api/v1/virtual-servers", tag = "virtual-servers", params(PageQuery),
@@ -143,7 +139,7 @@ pub async fn virtual_server_create(
         validate::name("name", &body.name)?;
         let (host, driver) = find_host(&state, &mut tx, &body.host).await?;
         let template = find_server_template(&mut tx, &body.server_template).await?;
-        let facts = driver.probe().await.map_err(hypervisor_error)?;
+        let facts = driver.probe().await?;
         if facts.emulator(arch_to_driver(template.arch)).is_none() {
             let package = if template.arch == steward_types::api::hosts::Arch::S390x {
                 "qemu-system-misc"
@@ -553,7 +549,7 @@ async fn power(
         }
         let (_, driver) = find_host(&state, &mut tx, &record.server.host).await?;
         if action == PowerAction::Start {
-            let facts = driver.probe().await.map_err(hypervisor_error)?;
+            let facts = driver.probe().await?;
             if facts.emulator(arch_to_driver(record.server.arch)).is_none() {
                 return Err(ApiError::conflict(format!(
                     "host {} has no qemu-system-{} any more; install it to start {:?}",
@@ -686,7 +682,7 @@ pub async fn virtual_server_capture(
         }
         let (host, driver) = find_host(&state, &mut tx, &server.host).await?;
         require_stopped(&driver, server, "capture").await?;
-        let spec = driver.spec(&server.name).await.map_err(hypervisor_error)?;
+        let spec = driver.spec(&server.name).await?;
         let Some(disk) = spec.disks.first() else {
             return Err(ApiError::validation("virtual_server", "it has no disk to capture"));
         };
@@ -776,7 +772,7 @@ pub async fn virtual_server_register(
         }
         let running: Option<steward_hypervisor::GuestListing> = match &body.guest {
             Some(guest) => {
-                let listings = driver.list_guests().await.map_err(hypervisor_error)?;
+                let listings = driver.list_guests().await?;
                 let found = listings
                     .into_iter()
                     .find(|listing| {
@@ -919,6 +915,6 @@ pub async fn virtual_server_console(
     let (_, driver) = find_host(&state, &mut conn, &record.server.host).await?;
     drop(conn);
     let bytes = query.bytes.unwrap_or(64 * 1024).min(MAX_CONSOLE_BYTES);
-    let text = driver.console_log(&record.server.name, bytes).await.map_err(hypervisor_error)?;
+    let text = driver.console_log(&record.server.name, bytes).await?;
     Ok(Json(ConsoleLog { text }))
 }

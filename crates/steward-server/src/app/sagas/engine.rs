@@ -67,6 +67,26 @@ async fn set_step(
     tx.commit().await
 }
 
+/// Records a finished step with the saga's parameters and, in the same transaction, either marks the next step
+/// running or, after the last one, the operation succeeded: one write per step.
+async fn advance(
+    state: &AppState,
+    id: OperationId,
+    position: usize,
+    detail: Option<&str>,
+    params: &serde_json::Value,
+    next: Option<usize>,
+) -> Result<(), StoreError> {
+    let mut tx = state.store.begin().await?;
+    steward_store::operations::set_params(&mut tx, id, params).await?;
+    steward_store::operations::set_step(&mut tx, id, position, StepState::Done, detail).await?;
+    match next {
+        Some(next) => steward_store::operations::set_step(&mut tx, id, next, StepState::Running, None).await?,
+        None => steward_store::operations::set_state(&mut tx, id, OperationState::Succeeded, None).await?,
+    }
+    tx.commit().await
+}
+
 async fn set_state(
     state: &AppState,
     id: OperationId,
@@ -93,11 +113,15 @@ pub async fn drive(state: &AppState, id: OperationId) -> Result<(), StoreError> 
 
     if record.operation.state == OperationState::Running {
         let mut failure = None;
+        // Whether the transaction that finished the previous step already marked this one running.
+        let mut marked_running = false;
         for (position, step) in steps.iter().enumerate() {
             if step.state == StepState::Done {
                 continue;
             }
-            set_step(state, id, position, StepState::Running, None, None).await?;
+            if !std::mem::take(&mut marked_running) {
+                set_step(state, id, position, StepState::Running, None, None).await?;
+            }
             let fault = |fault: Fault| faults.has(fault, &kind, &step.name, &target);
             let mut result = if fault(Fault::Fail) {
                 Err(StepError::injected(&kind, &step.name))
@@ -116,7 +140,14 @@ pub async fn drive(state: &AppState, id: OperationId) -> Result<(), StoreError> 
             }
             match result {
                 Ok(detail) => {
-                    set_step(state, id, position, StepState::Done, detail.as_deref(), Some(&params)).await?;
+                    let next =
+                        steps.iter().enumerate().skip(position + 1).find(|(_, next)| next.state != StepState::Done);
+                    let next = next.map(|(next, _)| next);
+                    advance(state, id, position, detail.as_deref(), &params, next).await?;
+                    if next.is_none() {
+                        return Ok(());
+                    }
+                    marked_running = true;
                 }
                 Err(error) if is_cleanup(&kind, &step.name) => {
                     // Past the point of no return the operation has done what it was for; what the cleanup could

@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod faults;
 pub mod os_template_import;
+mod template_steps;
 pub mod virtual_server_capture;
 pub mod virtual_server_create;
 pub mod virtual_server_delete;

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use steward_store::templates::OsTemplateState;
 use steward_types::HostId;
 use steward_types::api::os_templates::OsTemplate;
 
-use super::{StepResult, unknown_step};
-use crate::app::hosts;
+use super::StepResult;
+use super::template_steps::{self, TemplateParams};
+use crate::app::hosts::TemplateFiles;
 use crate::state::AppState;
 
 pub const KIND: &str = "os_template_import";
@@ -25,36 +25,27 @@ pub struct Params {
     pub initrd: Option<PathBuf>,
 }
 
+impl TemplateParams for Params {
+    fn template(&mut self) -> &mut OsTemplate {
+        &mut self.template
+    }
+
+    fn boot_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (self.kernel.clone(), self.initrd.clone())
+    }
+}
+
 pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResult {
     let driver = state.hosts.driver(params.host)?;
-    let files = hosts::TemplateFiles::new(&driver, &params.template);
-    match step {
-        "record" => Ok(None),
-        "copy_image" => {
-            let report = driver.image_import(&params.file, &files.disk, params.template.disk_format).await?;
-            Ok(Some(format!("{} MiB at {:.0} MiB/s", report.bytes >> 20, report.bytes_per_second / 1_048_576.0)))
-        }
-        "copy_boot_files" => files.copy_boot_files(params.kernel.as_deref(), params.initrd.as_deref()).await,
-        "checksum" => {
-            let detail = files.describe(&driver, &mut params.template).await?;
-            Ok(Some(detail))
-        }
-        "finish" => {
-            hosts::os_template_store(state, &params.template, OsTemplateState::Ready).await?;
-            Ok(None)
-        }
-        other => Err(unknown_step(KIND, other)),
+    if step == "copy_image" {
+        let disk = TemplateFiles::new(&driver, &params.template).disk;
+        let report = driver.image_import(&params.file, &disk, params.template.disk_format).await?;
+        return Ok(Some(format!("{} MiB at {:.0} MiB/s", report.bytes >> 20, report.bytes_per_second / 1_048_576.0)));
     }
+    template_steps::run(state, &driver, KIND, step, params).await
 }
 
 pub async fn undo(state: &AppState, step: &str, params: &mut Params) -> StepResult<()> {
     let driver = state.hosts.driver(params.host)?;
-    let files = hosts::TemplateFiles::new(&driver, &params.template);
-    match step {
-        "record" => hosts::os_template_forget(state, params.template.id).await,
-        "copy_image" => files.remove_all().await,
-        "copy_boot_files" | "checksum" => Ok(()),
-        "finish" => Ok(hosts::os_template_store(state, &params.template, OsTemplateState::Creating).await?),
-        other => Err(unknown_step(KIND, other)),
-    }
+    template_steps::undo(state, &driver, KIND, step, params).await
 }

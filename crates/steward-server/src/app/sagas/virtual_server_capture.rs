@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use steward_store::templates::OsTemplateState;
 use steward_types::HostId;
 use steward_types::api::os_templates::OsTemplate;
 
-use super::{StepResult, unknown_step};
-use crate::app::hosts;
+use super::StepResult;
+use super::template_steps::{self, TemplateParams};
+use crate::app::hosts::TemplateFiles;
 use crate::state::AppState;
 
 pub const KIND: &str = "virtual_server_capture";
@@ -27,46 +27,38 @@ pub struct Params {
     pub initrd: Option<PathBuf>,
 }
 
+impl TemplateParams for Params {
+    fn template(&mut self) -> &mut OsTemplate {
+        &mut self.template
+    }
+
+    fn boot_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (self.kernel.clone(), self.initrd.clone())
+    }
+}
+
 pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResult {
     let driver = state.hosts.driver(params.host)?;
-    let files = hosts::TemplateFiles::new(&driver, &params.template);
+    let disk = TemplateFiles::new(&driver, &params.template).disk;
     match step {
-        "record" => Ok(None),
         "flatten_disk" => {
-            driver.disk_capture(&params.source_disk, &files.disk).await?;
+            driver.disk_capture(&params.source_disk, &disk).await?;
             Ok(Some("flattened and compressed".into()))
         }
         "seal" => {
             // Sealing an already sealed image finds nothing more; keep what the first run removed.
-            let sealed = driver.seal_disk(&files.disk).await?;
-            for item in sealed {
+            for item in driver.seal_disk(&disk).await? {
                 if !params.template.sealed.contains(&item) {
                     params.template.sealed.push(item);
                 }
             }
             Ok(Some(format!("{} item(s) sealed", params.template.sealed.len())))
         }
-        "copy_boot_files" => files.copy_boot_files(params.kernel.as_deref(), params.initrd.as_deref()).await,
-        "checksum" => {
-            let detail = files.describe(&driver, &mut params.template).await?;
-            Ok(Some(detail))
-        }
-        "finish" => {
-            hosts::os_template_store(state, &params.template, OsTemplateState::Ready).await?;
-            Ok(None)
-        }
-        other => Err(unknown_step(KIND, other)),
+        _ => template_steps::run(state, &driver, KIND, step, params).await,
     }
 }
 
 pub async fn undo(state: &AppState, step: &str, params: &mut Params) -> StepResult<()> {
     let driver = state.hosts.driver(params.host)?;
-    let files = hosts::TemplateFiles::new(&driver, &params.template);
-    match step {
-        "record" => hosts::os_template_forget(state, params.template.id).await,
-        "flatten_disk" => files.remove_all().await,
-        "seal" | "copy_boot_files" | "checksum" => Ok(()),
-        "finish" => Ok(hosts::os_template_store(state, &params.template, OsTemplateState::Creating).await?),
-        other => Err(unknown_step(KIND, other)),
-    }
+    template_steps::undo(state, &driver, KIND, step, params).await
 }
