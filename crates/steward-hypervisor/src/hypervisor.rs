@@ -58,6 +58,10 @@ pub trait Hypervisor: Send + Sync {
     fn list_guests(&self) -> HypervisorFuture<'_, Vec<GuestListing>>;
     /// Changes the guest's relative CPU weight (100 is normal), in its definition and, if it runs, live.
     fn set_cpu_share<'a>(&'a self, name: &'a str, share: u32) -> HypervisorFuture<'a, ()>;
+    /// Takes over a guest process started outside the driver, so that stop and delete act on it.
+    fn adopt_process<'a>(&'a self, name: &'a str, pid: u32) -> HypervisorFuture<'a, ()>;
+    /// Gives an adopted process back without stopping it.
+    fn release_process<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()>;
     /// Where the server connects to the guest's management channel.
     fn agent_socket(&self, name: &str) -> Result<PathBuf>;
 

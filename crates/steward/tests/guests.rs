@@ -297,3 +297,64 @@ fn an_s390x_guest_is_deployed_and_personalized() {
     server.cli_ok(&["virtual-servers", "delete", "zguest"]);
     assert!(qemu_processes(&format!("{}/", server.data_dir.join("hosts/local/guests/zguest").display())).is_empty());
 }
+
+#[test]
+fn a_running_guest_installed_by_hand_is_registered_and_then_controlled_by_steward() {
+    require_qemu();
+    let server = Server::start();
+    let api = server.api();
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("handmade.qcow2");
+    let status = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("32M").status().unwrap();
+    assert!(status.success());
+    let monitor = work.path().join("handmade.qmp");
+    // A guest someone started by hand, with its own monitor (paused: it needs no operating system to be real).
+    let handmade = Command::new("qemu-system-x86_64")
+        .args(["-name", "handmade", "-accel", "tcg", "-m", "96", "-display", "none", "-nodefaults", "-S", "-drive"])
+        .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut handmade = KillOnDrop(handmade);
+    let pid = handmade.0.id();
+    eventually("the hand-made guest is listed", Duration::from_secs(20), || {
+        server.cli_json(&["hosts", "guests", "local"]).to_string().contains("handmade").then_some(())
+    });
+
+    let registered =
+        server.cli_json(&["virtual-servers", "register", "adopted", "--host", "local", "--guest", &pid.to_string()]);
+    assert_eq!(registered["power"], "running", "{registered:#}");
+    assert_eq!(registered["memory_mib"], 96);
+    assert_eq!(registered["registered"], true);
+    assert_eq!(registered["disks"][0]["path"], disk.display().to_string());
+    let guests = server.cli_json(&["hosts", "guests", "local"]);
+    let listing = guests.as_array().unwrap().iter().find(|guest| guest["pid"] == pid).cloned().unwrap();
+    assert_eq!(listing["managed"], true, "{guests:#}");
+    assert_eq!(listing["virtual_server"], "adopted", "{guests:#}");
+
+    // Steward stops it through its own monitor, then runs it under its own control.
+    let stopped = server.cli_json(&["virtual-servers", "stop", "adopted", "--timeout", "2"]);
+    assert_eq!(stopped["power"], "stopped");
+    handmade.0.wait().unwrap();
+    let started = server.cli_json(&["virtual-servers", "start", "adopted"]);
+    assert_eq!(started["power"], "running");
+    let guest_dir = format!("{}/", server.data_dir.join("hosts/local/guests/adopted").display());
+    assert_eq!(qemu_processes(&guest_dir).len(), 1);
+    server.cli_ok(&["virtual-servers", "delete", "adopted"]);
+    assert!(qemu_processes(&guest_dir).is_empty());
+    assert!(disk.exists(), "a registered guest's own disk is never deleted by Steward");
+    assert_eq!(api.get("/virtual-servers/adopted").status, 404);
+}
+
+/// A process of the test's own, killed even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

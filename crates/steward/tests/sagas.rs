@@ -17,6 +17,7 @@ const IMPORT: &[&str] = &["record", "copy_image", "copy_boot_files", "checksum",
 const DEPLOY: &[&str] =
     &["clone_disk", "write_config_drive", "define_guest", "record", "start_guest", "discard_previous"];
 const CAPTURE: &[&str] = &["record", "flatten_disk", "seal", "copy_boot_files", "checksum", "finish"];
+const REGISTER: &[&str] = &["record", "define_guest", "adopt_process", "finish"];
 const DELETE: &[&str] = &["stop_guest", "detach_agent", "undefine_guest", "delete_nics", "delete_records"];
 
 /// Fault plan entries: fail after each step (target `<prefix>-<step>`), repeat every step (`<prefix>-r`),
@@ -109,6 +110,7 @@ fn every_saga_unwinds_at_every_step_and_repeats_harmlessly() {
     plan.extend(plan_for("virtual_server_deploy", "de", DEPLOY, "start_guest"));
     plan.extend(plan_for("virtual_server_capture", "ca", CAPTURE, "finish"));
     plan.extend(plan_for("virtual_server_delete", "dl", DELETE, "detach_agent"));
+    plan.extend(plan_for("virtual_server_register", "rg", REGISTER, "finish"));
     plan.push("fail_after:virtual_server_power:start_guest:po-f".into());
     plan.push("repeat:virtual_server_power:*:po-r".into());
     let plan = plan.join(",");
@@ -217,6 +219,22 @@ fn every_saga_unwinds_at_every_step_and_repeats_harmlessly() {
     {
         assert!(sealed_items.iter().any(|item| item.contains(expected)), "{expected} not sealed: {sealed_items:?}");
     }
+
+    // Register: the adopted disk is never touched, whatever fails.
+    let register = |name: &str| {
+        api.wait_operation(&api.post(
+            "/virtual-servers/register",
+            json!({"name": name, "host": "local", "disk": disk, "arch": "x86_64", "cpus": 1, "memory_mib": 128}),
+        ))
+    };
+    for name in case_names("rg", REGISTER) {
+        assert_failed_and_undone(&register(&name), &name);
+        assert_no_virtual_server(&server, &api, &name);
+        assert!(disk.exists(), "{name}: the registered disk must stay");
+    }
+    let registered = register("rg-r");
+    assert_eq!(registered["state"], "succeeded", "{registered:#}");
+    assert_eq!(api.get("/virtual-servers/rg-r").body["registered"], true);
 
     // Delete: a failure before the guest is removed keeps it; repeating every step is harmless.
     for name in case_names("dl", DELETE) {

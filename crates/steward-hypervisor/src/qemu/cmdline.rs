@@ -41,6 +41,10 @@ impl GuestPaths {
     pub fn console_log(&self) -> std::path::PathBuf {
         self.directory.join("console.log")
     }
+    /// A process started outside the driver that the guest adopted (see `QemuHost::adopt_process`).
+    pub fn adopted(&self) -> std::path::PathBuf {
+        self.directory.join("adopted.json")
+    }
     /// What QEMU printed while starting (errors before it detached).
     pub fn start_log(&self) -> std::path::PathBuf {
         self.directory.join("qemu.log")

@@ -37,6 +37,27 @@ use crate::validate;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the QMP socket may take to answer after QEMU detached.
 const QMP_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A QEMU process started outside the driver and adopted by a guest: which process, and its monitor, if it has
+/// one, for a graceful stop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Adopted {
+    pid: u32,
+    start_ticks: u64,
+    qmp_socket: Option<PathBuf>,
+}
+
+fn read_adopted(paths: &GuestPaths) -> Option<Adopted> {
+    let text = std::fs::read(paths.adopted()).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The adopted process, if the guest has one and it still runs.
+fn adopted_running(paths: &GuestPaths) -> Option<Adopted> {
+    read_adopted(paths).filter(|adopted| {
+        processes::process_alive(adopted.pid) && processes::start_ticks(adopted.pid) == Some(adopted.start_ticks)
+    })
+}
+
 /// How long QEMU may take to exit after QMP `quit`, and the process after SIGKILL.
 const EXIT_AFTER_QUIT: Duration = Duration::from_secs(5);
 /// How often a waiting loop looks again.
@@ -273,8 +294,56 @@ impl QemuHost {
         }
     }
 
+    /// Takes over a QEMU process started outside the driver (a guest installed by hand): from now on `status`,
+    /// `stop` and `undefine_guest` treat it as the guest's process (stopping it through its own QMP socket if it
+    /// has one, by signal otherwise); once it has stopped, `start` runs the guest from its definition.
+    /// Idempotent for the same process.
+    pub async fn adopt_process(&self, name: &str, pid: u32) -> Result<()> {
+        let paths = self.guest_paths(name)?;
+        let lock = self.guest_lock(name);
+        let _guard = lock.lock().await;
+        if !paths.definition().exists() {
+            return Err(HypervisorError::NotFound { guest: name.to_owned() });
+        }
+        let arguments =
+            processes::read_cmdline(pid).filter(|arguments| processes::emulator_arch(arguments).is_some()).ok_or_else(
+                || HypervisorError::invalid("process to adopt", format!("process {pid} is not a running QEMU")),
+            )?;
+        let start_ticks = processes::start_ticks(pid)
+            .ok_or_else(|| HypervisorError::invalid("process to adopt", format!("process {pid} has ended")))?;
+        let adopted =
+            Adopted { pid, start_ticks, qmp_socket: processes::qmp_socket_path(&arguments).map(PathBuf::from) };
+        if read_adopted(&paths).as_ref() == Some(&adopted) {
+            return Ok(());
+        }
+        if let Some(running) = running_pid(&paths).filter(|running| *running != pid) {
+            return Err(HypervisorError::invalid(
+                "process to adopt",
+                format!("guest {name} already runs as process {running}"),
+            ));
+        }
+        let json =
+            serde_json::to_vec(&adopted).map_err(|source| HypervisorError::Json { path: paths.adopted(), source })?;
+        fsutil::write_atomic(&paths.adopted(), &json)?;
+        tracing::info!(guest = name, pid, "adopted a running QEMU process");
+        Ok(())
+    }
+
+    /// Gives an adopted process back (it keeps running, no longer the guest's). Idempotent.
+    pub async fn release_process(&self, name: &str) -> Result<()> {
+        let paths = self.guest_paths(name)?;
+        fsutil::remove_file_if_present(&paths.adopted())
+    }
+
     async fn stop_process(&self, name: &str, paths: &GuestPaths, pid: u32, timeout: Duration) -> Result<StopOutcome> {
-        let mut monitor = QmpClient::connect(name, &paths.qmp_socket()).await;
+        let qmp_socket = match read_adopted(paths) {
+            Some(adopted) if adopted.pid == pid => adopted.qmp_socket,
+            _ => Some(paths.qmp_socket()),
+        };
+        let mut monitor = match &qmp_socket {
+            Some(socket) => QmpClient::connect(name, socket).await,
+            None => Err(HypervisorError::invalid("monitor", "the adopted process has no QMP socket")),
+        };
         if !timeout.is_zero()
             && let Ok(client) = monitor.as_mut()
         {
@@ -367,7 +436,20 @@ impl QemuHost {
 
     /// Every QEMU process on the host.
     pub fn list_guests(&self) -> Vec<GuestListing> {
-        processes::scan(&self.guests_directory)
+        let mut listings = processes::scan(&self.guests_directory);
+        // Adopted processes were started elsewhere, but they are this host's guests now.
+        let adopted: Vec<u32> = self
+            .defined_guests()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| self.guest_paths(name).ok())
+            .filter_map(|paths| adopted_running(&paths))
+            .map(|adopted| adopted.pid)
+            .collect();
+        for listing in &mut listings {
+            listing.managed |= adopted.contains(&listing.pid);
+        }
+        listings
     }
 
     /// Stores the new share in the definition and applies it to the running process.
@@ -403,6 +485,9 @@ pub(crate) fn running_pid(paths: &GuestPaths) -> Option<u32> {
         && is_ours(pid)
     {
         return Some(pid);
+    }
+    if let Some(adopted) = adopted_running(paths) {
+        return Some(adopted.pid);
     }
     // The pid file may be missing (removed, or not yet written): look for the command line itself.
     let entries = std::fs::read_dir("/proc").ok()?;
@@ -446,7 +531,7 @@ async fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
 
 /// Removes the pid file and sockets of a stopped guest.
 fn remove_runtime_files(paths: &GuestPaths) -> Result<()> {
-    for path in [paths.pid_file(), paths.qmp_socket(), paths.agent_socket()] {
+    for path in [paths.pid_file(), paths.qmp_socket(), paths.agent_socket(), paths.adopted()] {
         fsutil::remove_file_if_present(&path)?;
     }
     Ok(())

@@ -195,6 +195,14 @@ impl Hypervisor for QemuHost {
         Box::pin(QemuHost::set_cpu_share(self, name, share))
     }
 
+    fn adopt_process<'a>(&'a self, name: &'a str, pid: u32) -> HypervisorFuture<'a, ()> {
+        Box::pin(QemuHost::adopt_process(self, name, pid))
+    }
+
+    fn release_process<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()> {
+        Box::pin(QemuHost::release_process(self, name))
+    }
+
     fn agent_socket(&self, name: &str) -> Result<PathBuf> {
         QemuHost::agent_socket(self, name)
     }

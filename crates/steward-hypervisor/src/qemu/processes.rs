@@ -126,10 +126,19 @@ pub fn listing_from_cmdline(pid: u32, arguments: &[String], guest_directory: &Pa
 }
 
 /// The path of a `-qmp unix:PATH,...` socket.
-fn qmp_socket_path(arguments: &[String]) -> Option<String> {
+pub fn qmp_socket_path(arguments: &[String]) -> Option<String> {
     let value = option_value(arguments, "-qmp")?;
     let first = split_qemu_options(value).into_iter().next()?;
     first.strip_prefix("unix:").map(str::to_owned)
+}
+
+/// When the process started, in clock ticks since boot (`/proc/PID/stat` field 22): with the pid, it names one
+/// process for good (a pid alone may be reused).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Every QEMU process on the host.

@@ -109,24 +109,24 @@ pub async fn host_guests(
     let servers = steward_store::virtual_servers::list_on_host(&mut conn, record.id).await?;
     drop(conn);
     let listings = driver.list_guests().await?;
+    // Which virtual server each running process is (an adopted process has a name of its own).
+    let mut by_pid = std::collections::HashMap::new();
+    for record in servers {
+        if let steward_hypervisor::GuestState::Running { pid } = driver.power(&record.server.name).await {
+            by_pid.insert(pid, record.server.name);
+        }
+    }
     let items = listings
         .into_iter()
-        .map(|guest| {
-            let name = guest.name.clone().unwrap_or_else(|| guest.pid.to_string());
-            let virtual_server = servers
-                .iter()
-                .find(|record| guest.managed && Some(&record.server.name) == guest.name.as_ref())
-                .map(|record| record.server.name.clone());
-            HostGuest {
-                name,
-                pid: guest.pid,
-                arch: guest.arch.map(arch_from_driver),
-                cpus: guest.cpus,
-                memory_mib: guest.memory_mib,
-                disks: guest.disks.iter().map(|disk| disk.display().to_string()).collect(),
-                managed: guest.managed,
-                virtual_server,
-            }
+        .map(|guest| HostGuest {
+            name: guest.name.clone().unwrap_or_else(|| guest.pid.to_string()),
+            pid: guest.pid,
+            arch: guest.arch.map(arch_from_driver),
+            cpus: guest.cpus,
+            memory_mib: guest.memory_mib,
+            disks: guest.disks.iter().map(|disk| disk.display().to_string()).collect(),
+            managed: guest.managed,
+            virtual_server: by_pid.get(&guest.pid).cloned(),
         })
         .collect();
     Ok(Json(Page { items, next: None }))

@@ -790,13 +790,7 @@ pub async fn virtual_server_register(
                 if found.managed {
                     return Err(ApiError::conflict(format!("guest {guest:?} is already managed by Steward")));
                 }
-                // Steward controls the guests it starts (pid file, QMP socket, management channel); a guest
-                // running under another owner is taken over once it is shut down.
-                let disk = found.disks.first().map(|disk| format!(" --disk {}", disk.display())).unwrap_or_default();
-                return Err(ApiError::conflict(format!(
-                    "guest {guest:?} runs outside Steward (process {}); shut it down, then register it with{disk}",
-                    found.pid
-                )));
+                Some(found)
             }
             None => None,
         };
@@ -877,7 +871,13 @@ pub async fn virtual_server_register(
             created_at: Timestamp::now(),
         };
         steward_store::virtual_servers::insert(&mut tx, &server, host.id, None, VirtualServerState::Creating).await?;
-        let params = sagas::virtual_server_register::Params { virtual_server: id, host: host.id, system, spec };
+        let params = sagas::virtual_server_register::Params {
+            virtual_server: id,
+            host: host.id,
+            system,
+            spec,
+            pid: running.map(|listing| listing.pid),
+        };
         record_on(
             &mut tx,
             &caller,

@@ -1,6 +1,6 @@
 //! Registering a guest installed outside Steward (step 1 of the five steps): its disk stays where it is and is
 //! never deleted by Steward; the guest gets a definition, a system record, and, if it is running now, its
-//! process must be stopped first (Steward starts it under its own control from then on). The API transaction has stored the virtual server (`creating`).
+//! process is adopted: Steward stops it (through its own QMP socket if it has one), and starts the guest under its own control from then on. The API transaction has stored the virtual server (`creating`).
 
 use serde::{Deserialize, Serialize};
 use steward_hypervisor::GuestSpec;
@@ -12,7 +12,7 @@ use crate::app::hosts;
 use crate::state::AppState;
 
 pub const KIND: &str = "virtual_server_register";
-pub const STEPS: &[&str] = &["record", "define_guest", "finish"];
+pub const STEPS: &[&str] = &["record", "define_guest", "adopt_process", "finish"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Params {
@@ -20,6 +20,8 @@ pub struct Params {
     pub host: HostId,
     pub system: SystemId,
     pub spec: GuestSpec,
+    /// The running QEMU process to adopt, when the guest runs.
+    pub pid: Option<u32>,
 }
 
 pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResult {
@@ -33,6 +35,13 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
             driver.define_guest(&params.spec).await?;
             Ok(None)
         }
+        "adopt_process" => match params.pid {
+            Some(pid) => {
+                driver.adopt_process(&params.spec.name, pid).await?;
+                Ok(Some(format!("adopted QEMU process {pid}")))
+            }
+            None => Ok(Some("the guest is not running".into())),
+        },
         "finish" => {
             hosts::virtual_server_set_state(state, params.virtual_server, VirtualServerState::Ready).await?;
             Ok(None)
@@ -47,6 +56,8 @@ pub async fn undo(state: &AppState, step: &str, params: &mut Params) -> StepResu
         "record" => hosts::virtual_server_forget(state, params.virtual_server, Some(params.system)).await,
         // The registered disk lies outside the guest's directory, so removing the definition leaves it alone.
         "define_guest" => Ok(driver.undefine_guest(&params.spec.name).await?),
+        // The process is given back, still running, before the definition goes.
+        "adopt_process" => Ok(driver.release_process(&params.spec.name).await?),
         "finish" => {
             hosts::virtual_server_set_state(state, params.virtual_server, VirtualServerState::Creating).await?;
             Ok(())
