@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use steward_types::ErrorResponse;
 use steward_types::api::Page;
-use steward_types::api::hosts::{Accelerator, Arch, Host, HostArchitecture, HostGuest, HostKind};
+use steward_types::api::hosts::{Accelerator, Host, HostArchitecture, HostGuest, HostKind};
 
 use crate::api::extract::Path;
-use crate::app::hosts::Driver;
+use crate::app::hosts::{Driver, arch_from_driver};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -25,20 +25,6 @@ pub async fn find_host(
     })?;
     let driver = state.hosts.driver(host.id).map_err(|error| ApiError::new(error.code, error.message))?;
     Ok((host, driver))
-}
-
-pub fn arch_from_driver(arch: steward_hypervisor::Arch) -> Arch {
-    match arch {
-        steward_hypervisor::Arch::X86_64 => Arch::X86_64,
-        steward_hypervisor::Arch::S390x => Arch::S390x,
-    }
-}
-
-pub fn arch_to_driver(arch: Arch) -> steward_hypervisor::Arch {
-    match arch {
-        Arch::X86_64 => steward_hypervisor::Arch::X86_64,
-        Arch::S390x => steward_hypervisor::Arch::S390x,
-    }
 }
 
 async fn host_view(record: steward_store::hosts::HostRecord, driver: &Driver) -> ApiResult<Host> {

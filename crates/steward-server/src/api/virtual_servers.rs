@@ -18,12 +18,14 @@ use steward_types::api::{Page, PageQuery, Role, Timestamp};
 use steward_types::{ErrorResponse, OperationId, OsTemplateId, SystemId, VirtualServerId, validate};
 
 use crate::api::extract::{self, Path, Query};
-use crate::api::hosts::{arch_to_driver, find_host};
+use crate::api::hosts::find_host;
 use crate::api::networks::find_network;
 use crate::api::operations::{Accepted, OperationStart, operation_accepted, operation_record};
 use crate::api::os_templates::{find_os_template, readable_file};
 use crate::api::server_templates::find_server_template;
-use crate::app::hosts::{DEFAULT_STOP_TIMEOUT_SECONDS, Driver, TemplateFiles, power_state};
+use crate::app::hosts::{
+    DEFAULT_STOP_TIMEOUT_SECONDS, Driver, TemplateFiles, arch_from_driver, arch_to_driver, driver_format, power_state,
+};
 use crate::app::sagas::{self, PowerAction};
 use crate::audit::{AuditEntry, finish};
 use crate::auth::Caller;
@@ -254,20 +256,8 @@ pub async fn virtual_server_create(
         for (position, (network, nic)) in nics.iter().enumerate() {
             steward_store::virtual_servers::nic_insert(&mut tx, id, position as u32, *network, &nic.mac).await?;
         }
-        operation_record(
-            &mut tx,
-            &caller,
-            OperationStart {
-                id: OperationId::new(),
-                kind: sagas::virtual_server_create::KIND,
-                steps: sagas::virtual_server_create::STEPS,
-                target_kind: "virtual_server",
-                target_id: id.to_string(),
-                target_name: &server.name,
-                params: &params,
-            },
-        )
-        .await
+        let (kind, steps) = (sagas::virtual_server_create::KIND, sagas::virtual_server_create::STEPS);
+        record_on(&mut tx, &caller, OperationId::new(), &server, kind, steps, &params).await
     }
     .await;
     let operation = finish(&state, tx, entry, result).await?;
@@ -463,20 +453,8 @@ pub async fn virtual_server_deploy(
             after,
             previous_spec: None,
         };
-        operation_record(
-            &mut tx,
-            &caller,
-            OperationStart {
-                id: operation,
-                kind: sagas::virtual_server_deploy::KIND,
-                steps: sagas::virtual_server_deploy::STEPS,
-                target_kind: "virtual_server",
-                target_id: params.after.id.to_string(),
-                target_name: &params.after.name,
-                params: &params,
-            },
-        )
-        .await
+        record_on(&mut tx, &caller, operation, &params.after, sagas::virtual_server_deploy::KIND, sagas::virtual_server_deploy::STEPS, &params)
+            .await
     }
     .await;
     let operation = finish(&state, tx, entry, result).await?;
@@ -493,17 +471,11 @@ async fn current_os_template(
     })
 }
 
-fn driver_format(format: DiskFormat) -> steward_hypervisor::DiskFormat {
-    match format {
-        DiskFormat::Qcow2 => steward_hypervisor::DiskFormat::Qcow2,
-        DiskFormat::Raw => steward_hypervisor::DiskFormat::Raw,
-    }
-}
-
-/// Records an operation acting on a virtual server.
+/// Records an operation acting on a virtual server (`id` is chosen beforehand when files are named after it).
 async fn record_on<P: Serialize>(
     tx: &mut steward_store::Conn,
     caller: &Caller,
+    id: OperationId,
     server: &VirtualServer,
     kind: &str,
     steps: &[&str],
@@ -513,7 +485,7 @@ async fn record_on<P: Serialize>(
         tx,
         caller,
         OperationStart {
-            id: OperationId::new(),
+            id,
             kind,
             steps,
             target_kind: "virtual_server",
@@ -563,7 +535,16 @@ async fn power(
             action,
             stop_timeout_seconds: (!stop.force).then_some(timeout),
         };
-        record_on(&mut tx, &caller, &record.server, sagas::virtual_server_power::KIND, action.steps(), &params).await
+        record_on(
+            &mut tx,
+            &caller,
+            OperationId::new(),
+            &record.server,
+            sagas::virtual_server_power::KIND,
+            action.steps(),
+            &params,
+        )
+        .await
     }
     .await;
     let operation = finish(&state, tx, entry, result).await?;
@@ -639,6 +620,7 @@ pub async fn virtual_server_delete(
         record_on(
             &mut tx,
             &caller,
+            OperationId::new(),
             &record.server,
             sagas::virtual_server_delete::KIND,
             sagas::virtual_server_delete::STEPS,
@@ -737,6 +719,7 @@ pub async fn virtual_server_capture(
         record_on(
             &mut tx,
             &caller,
+            OperationId::new(),
             server,
             sagas::virtual_server_capture::KIND,
             sagas::virtual_server_capture::STEPS,
@@ -806,7 +789,7 @@ pub async fn virtual_server_register(
         };
         let arch = body
             .arch
-            .or_else(|| running.as_ref().and_then(|listing| listing.arch).map(crate::api::hosts::arch_from_driver))
+            .or_else(|| running.as_ref().and_then(|listing| listing.arch).map(arch_from_driver))
             .ok_or_else(|| ApiError::validation("arch", "is required when it cannot be read from a running guest"))?;
         let cpus = body.cpus.or_else(|| running.as_ref().and_then(|listing| listing.cpus)).unwrap_or(1);
         let memory_mib =
@@ -881,6 +864,7 @@ pub async fn virtual_server_register(
         record_on(
             &mut tx,
             &caller,
+            OperationId::new(),
             &server,
             sagas::virtual_server_register::KIND,
             sagas::virtual_server_register::STEPS,

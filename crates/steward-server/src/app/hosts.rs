@@ -62,11 +62,6 @@ impl Driver {
         Ok(self.hypervisor.describe_guest(name).await?.spec)
     }
 
-    /// Powers the guest off at once.
-    pub async fn kill(&self, name: &str) -> steward_hypervisor::Result<StopOutcome> {
-        self.hypervisor.stop(name, std::time::Duration::ZERO).await
-    }
-
     /// Copies an image into template storage in its format: qcow2 through `qemu-img` (which also flattens a
     /// backing chain), raw byte for byte.
     pub async fn image_import(
@@ -93,6 +88,22 @@ impl Driver {
     /// The guest's status; a guest with no definition counts as stopped.
     pub async fn power(&self, name: &str) -> GuestState {
         self.hypervisor.status(name).await.unwrap_or(GuestState::Stopped)
+    }
+}
+
+/// The driver's architecture for an API architecture (the two crates keep their own enums: the driver does not
+/// depend on the API types).
+pub fn arch_to_driver(arch: steward_types::api::hosts::Arch) -> Arch {
+    match arch {
+        steward_types::api::hosts::Arch::X86_64 => Arch::X86_64,
+        steward_types::api::hosts::Arch::S390x => Arch::S390x,
+    }
+}
+
+pub fn arch_from_driver(arch: Arch) -> steward_types::api::hosts::Arch {
+    match arch {
+        Arch::X86_64 => steward_types::api::hosts::Arch::X86_64,
+        Arch::S390x => steward_types::api::hosts::Arch::S390x,
     }
 }
 
@@ -292,7 +303,7 @@ pub async fn power_state(driver: &Driver, name: &str) -> steward_types::api::vir
 }
 
 /// Creates the system record a guest's agent will speak for, unless it exists.
-pub async fn system_record_ensure(state: &AppState, system: SystemId, name: &str, arch: Arch) -> StepResult<()> {
+pub async fn system_record_ensure(state: &AppState, system: SystemId, name: &str) -> StepResult<()> {
     let mut tx = state.store.begin().await?;
     if steward_store::systems::get(&mut tx, &system.to_string()).await?.is_none() {
         steward_store::systems::insert(
@@ -306,7 +317,7 @@ pub async fn system_record_ensure(state: &AppState, system: SystemId, name: &str
             },
         )
         .await?;
-        tracing::debug!(system = %system, %arch, "system record created for a guest");
+        tracing::debug!(system = %system, guest = name, "system record created for a guest");
     }
     tx.commit().await?;
     Ok(())

@@ -14,7 +14,6 @@
 //!
 //! Fault injection (`FaultPlan`, from `STEWARD_FAULT_INJECTION`) lets tests fail, repeat or crash at any step.
 
-use std::sync::Arc;
 
 use steward_store::StoreError;
 use steward_store::operations::OperationRecord;
@@ -98,17 +97,13 @@ async fn set_state(
     tx.commit().await
 }
 
-fn faults(state: &AppState) -> Arc<FaultPlan> {
-    state.faults.clone()
-}
-
 /// Runs the operation from where it stands until it succeeds, fails (everything undone) or an undo fails.
 pub async fn drive(state: &AppState, id: OperationId) -> Result<(), StoreError> {
     let Some(record) = load(state, id).await? else { return Ok(()) };
     let kind = record.operation.kind.clone();
     let target = record.operation.target.clone();
     let mut params = record.params;
-    let faults = faults(state);
+    let faults = state.faults.clone();
     let steps = record.operation.steps;
 
     if record.operation.state == OperationState::Running {

@@ -52,7 +52,7 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
     let driver = state.hosts.driver(params.host)?;
     match step {
         "record" => {
-            hosts::system_record_ensure(state, params.system, &params.name, params.arch).await?;
+            hosts::system_record_ensure(state, params.system, &params.name).await?;
             Ok(None)
         }
         "create_disks" => {

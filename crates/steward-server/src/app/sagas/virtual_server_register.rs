@@ -28,7 +28,7 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
     let driver = state.hosts.driver(params.host)?;
     match step {
         "record" => {
-            hosts::system_record_ensure(state, params.system, &params.spec.name, params.spec.arch).await?;
+            hosts::system_record_ensure(state, params.system, &params.spec.name).await?;
             Ok(None)
         }
         "define_guest" => {
