@@ -107,12 +107,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut watcher = ChangeWatcher::new(std::path::Path::new("/")).context("cannot watch the system for changes")?;
     let (stop, mut stopped) = tokio::sync::mpsc::channel(1);
+    // Installed here, not in the task: if they cannot be, the agent must fail, not take the dropped sender for an
+    // order to stop.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            return;
-        };
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}

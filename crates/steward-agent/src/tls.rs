@@ -31,6 +31,14 @@ impl TlsTransport {
 pub(crate) struct TlsLink {
     frames: mpsc::Receiver<Result<ServerMessage, FrameError>>,
     writer: WriteHalf<TlsStream<TcpStream>>,
+    /// The reader task holds the other half of the connection: it goes with the link, or the socket stays open.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsLink {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl TlsLink {
@@ -51,7 +59,8 @@ impl TlsLink {
             Err(_) => return Err("TLS handshake timed out".into()),
         };
         let (reader, writer) = tokio::io::split(tls);
-        Ok(Self { frames: spawn_reader(reader), writer })
+        let (frames, reader) = spawn_reader(reader);
+        Ok(Self { frames, writer, reader })
     }
 
     /// The next message; cancel-safe (it comes from the reader task's queue).
@@ -66,9 +75,9 @@ impl TlsLink {
 
 fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
     mut reader: R,
-) -> mpsc::Receiver<Result<ServerMessage, FrameError>> {
+) -> (mpsc::Receiver<Result<ServerMessage, FrameError>>, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(4);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let frame = read_frame::<ServerMessage, _>(&mut reader, MAX_FRAME_BYTES).await;
             let failed = frame.is_err();
@@ -77,7 +86,7 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
             }
         }
     });
-    receiver
+    (receiver, task)
 }
 
 /// Kernel keepalive finds a vanished server without the agent ever waking on a timer of its own.

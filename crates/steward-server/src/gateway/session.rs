@@ -248,6 +248,16 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
 ) -> Ending {
     loop {
         tokio::select! {
+            // A stop order comes first: when a newer connection replaces this one, its request queue closes at
+            // the same moment, and the agent must hear why (replaced, do not retry), not "shutting down".
+            biased;
+            changed = control.stop.changed() => {
+                let stop = control.stop.borrow_and_update().clone();
+                return match (changed, stop) {
+                    (Ok(()), Some((reason, retry))) => Ending { reason, retry },
+                    _ => Ending::retry("the server is shutting down"),
+                };
+            }
             frame = frames.recv() => {
                 let message = match frame {
                     Some(Ok(message)) => message,
@@ -259,7 +269,13 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                         // The agent in the guest started over (restarted, or its Hello crossed our HelloRequest):
                         // answer as the first time, on the same registration.
                         let welcome = match welcome_for(state, system, message).await {
-                            Ok((welcome, _)) => welcome,
+                            Ok((welcome, agent_version)) => {
+                                // It may be a new agent (upgraded in the guest) on the same channel.
+                                if let Err(error) = record_agent_version(state, system, &agent_version).await {
+                                    tracing::warn!(%system, error = %crate::error_chain(&error), "cannot record the agent's version");
+                                }
+                                welcome
+                            }
                             Err(ending) => return ending,
                         };
                         tracing::debug!(%system, ?welcome, "the agent started over; welcoming it again");
@@ -297,13 +313,6 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                 }
                 None => return Ending::retry("the server is shutting down"),
             },
-            changed = control.stop.changed() => {
-                let stop = control.stop.borrow_and_update().clone();
-                return match (changed, stop) {
-                    (Ok(()), Some((reason, retry))) => Ending { reason, retry },
-                    _ => Ending::retry("the server is shutting down"),
-                };
-            }
         }
     }
 }

@@ -14,7 +14,6 @@
 //!
 //! Fault injection (`FaultPlan`, from `STEWARD_FAULT_INJECTION`) lets tests fail, repeat or crash at any step.
 
-
 use steward_store::StoreError;
 use steward_store::operations::OperationRecord;
 use steward_types::api::operations::{OperationState, StepState};
