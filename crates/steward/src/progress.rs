@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use steward_types::api::operations::{Operation, OperationState, StepState};
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 
 /// How often the operation is polled while it runs.
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
@@ -19,29 +19,50 @@ const BAR_WIDTH: u32 = 20;
 #[error("{}", failure_line(.0))]
 pub struct OperationFailed(pub Box<Operation>);
 
+/// How long a wait goes on while the server cannot be reached (it may be restarting).
+const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Polls `operation` until it finishes, redrawing a progress bar on stderr when stderr is a terminal.
 /// Returns the succeeded operation, or an [`OperationFailed`] error when it failed.
 pub async fn wait(client: &Client, operation: Operation) -> anyhow::Result<Operation> {
     let mut bar = Bar::new(std::io::stderr().is_terminal());
     let mut operation = operation;
+    let id = operation.id.to_string();
+    // One Ctrl-C listener for the whole wait, raced against the sleep and the request alike: Ctrl-C stops the
+    // waiting (not the operation, which the server carries on with), even while the server does not answer.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut unreachable_since: Option<std::time::Instant> = None;
     loop {
         bar.draw(&operation);
         if operation.state.is_finished() {
             break;
         }
-        // Ctrl-C stops the waiting, not the operation: the server carries on with it.
-        tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = tokio::signal::ctrl_c() => {
+        let poll = async {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            client.operation(&id).await
+        };
+        let answer = tokio::select! {
+            answer = poll => answer,
+            _ = &mut interrupted => {
                 bar.finish();
-                anyhow::bail!(
-                    "stopped waiting; operation {} goes on (follow it with `steward operations wait {}`)",
-                    operation.id,
-                    operation.id
-                );
+                anyhow::bail!("stopped waiting; operation {id} goes on (follow it with `steward operations wait {id}`)");
+            }
+        };
+        match answer {
+            Ok(fresh) => {
+                operation = fresh;
+                unreachable_since = None;
+            }
+            // Operations survive a server restart, so the wait survives a short absence of the server too.
+            Err(ClientError::Unreachable { .. })
+                if unreachable_since.get_or_insert_with(std::time::Instant::now).elapsed() < UNREACHABLE_PATIENCE => {}
+            Err(error) => {
+                bar.finish();
+                return Err(anyhow::Error::new(error)
+                    .context(format!("operation {id} goes on; follow it with `steward operations wait {id}`")));
             }
         }
-        operation = client.operation(&operation.id.to_string()).await?;
     }
     bar.finish();
     if operation.state == OperationState::Succeeded {
