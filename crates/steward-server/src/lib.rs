@@ -201,6 +201,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         "api_url": api_url,
         "gateway_address": gateway_address.to_string(),
         "pid": std::process::id(),
+        // Tools and tests that clean up after a server find its networks' namespace here.
+        "network_namespace": network_namespace(&config.data_dir),
     });
     let descriptor_path = config.data_dir.join("server.json");
     std::fs::write(&descriptor_path, descriptor.to_string() + "\n")
@@ -209,15 +211,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer { api_url, gateway_address, admin_token_path, created_admin_token, shutdown, tasks, store })
 }
 
+/// The network namespace of the local host's networks: named after the canonical data directory, so servers
+/// with different data directories never share one.
+pub fn network_namespace(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
+    format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>())
+}
+
 /// Registers this machine as host `local` when a QEMU emulator is installed, with its storage in
 /// `DATA/hosts/local` and its networks in a network namespace named after the data directory (so that servers
 /// with different data directories never share bridges).
 async fn local_host(store: &steward_store::Store, data_dir: &Path) -> Result<app::hosts::Hosts, StartError> {
-    use sha2::Digest;
     let root = data_dir.join("hosts").join(app::hosts::LOCAL_HOST);
-    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
-    let namespace = format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>());
+    let namespace = network_namespace(data_dir);
     let driver = steward_hypervisor::qemu::QemuHost::new(steward_hypervisor::qemu::QemuHostConfig {
         root: root.clone(),
         namespace,

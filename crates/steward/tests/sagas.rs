@@ -54,7 +54,7 @@ fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
 
 /// The tap devices in the server's network namespace.
 fn taps(server: &Server) -> Vec<String> {
-    let namespace = support::network_namespace(&server.data_dir).unwrap();
+    let namespace = steward_server::network_namespace(&server.data_dir);
     let output = std::process::Command::new("ip").args(["-n", &namespace, "-o", "link", "show"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout)
         .lines()

@@ -409,18 +409,18 @@ impl StarterImage {
 /// it after the server.
 pub struct LeftoverGuard {
     data_dir: PathBuf,
-    namespace: String,
 }
 
 impl LeftoverGuard {
     pub fn new(data_dir: &Path) -> Self {
-        use sha2::Digest;
-        // The server names its namespace after its canonical data directory, the same way.
-        let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-        let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
-        let namespace =
-            format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>());
-        Self { data_dir: canonical, namespace }
+        Self { data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()) }
+    }
+
+    /// The namespace of the server's networks, as it wrote it in `DATA/server.json`.
+    fn namespace(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data_dir.join("server.json")).ok()?;
+        let descriptor: serde_json::Value = serde_json::from_str(&text).ok()?;
+        descriptor["network_namespace"].as_str().map(str::to_string)
     }
 
     /// Process IDs of QEMU guests whose command line names a file in this data directory.
@@ -441,7 +441,7 @@ impl LeftoverGuard {
 
     /// Whether the server's network namespace still exists.
     pub fn namespace_exists(&self) -> bool {
-        Path::new("/run/netns").join(&self.namespace).exists()
+        self.namespace().is_some_and(|namespace| Path::new("/run/netns").join(namespace).exists())
     }
 
     /// Regular files left under the local host's directory of the data directory (disks, logs, templates).
@@ -472,8 +472,8 @@ impl Drop for LeftoverGuard {
             // benchmark's own data directory.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
-        if self.namespace_exists() {
-            let _ = std::process::Command::new("ip").args(["netns", "delete", &self.namespace]).status();
+        if let Some(namespace) = self.namespace().filter(|_| self.namespace_exists()) {
+            let _ = std::process::Command::new("ip").args(["netns", "delete", &namespace]).status();
         }
     }
 }

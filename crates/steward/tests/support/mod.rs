@@ -160,18 +160,9 @@ impl Drop for Server {
         for pid in qemu_processes(&format!("{}/", guests.display())) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
-        if let Some(namespace) = network_namespace(&self.data_dir) {
-            let _ = Command::new("ip").args(["netns", "delete", &namespace]).stderr(Stdio::null()).status();
-        }
+        let namespace = steward_server::network_namespace(&self.data_dir);
+        let _ = Command::new("ip").args(["netns", "delete", &namespace]).stderr(Stdio::null()).status();
     }
-}
-
-/// The network namespace the server of `data_dir` keeps its networks in (named after the data directory).
-pub fn network_namespace(data_dir: &Path) -> Option<String> {
-    use sha2::Digest;
-    let canonical = std::fs::canonicalize(data_dir).ok()?;
-    let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
-    Some(format!("steward-{}", digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect::<String>()))
 }
 
 fn libc_sigterm() -> i32 {
