@@ -158,7 +158,9 @@ impl QemuHost {
         let _guard = lock.lock().await;
         let spec = self.read_definition(name)?;
         if let Some(pid) = running_pid(&paths) {
-            cpu_share::apply_share(name, pid, spec.cpu_share)?;
+            if let Err(error) = cpu_share::apply_share(name, pid, spec.cpu_share) {
+                tracing::warn!(guest = name, error = %error, "cannot apply the CPU share");
+            }
             return Ok(StartOutcome::AlreadyRunning { pid });
         }
         self.check_start_prerequisites(&spec).await?;
@@ -182,9 +184,18 @@ impl QemuHost {
         let started = Instant::now();
         self.spawn_daemon(name, &paths, &program, &full_arguments).await?;
         let pid = wait_for_pid(name, &paths).await?;
-        self.wait_for_qmp(name, &paths).await?;
+        if let Err(error) = self.wait_for_qmp(name, &paths).await {
+            // A start that reports failure must not leave its guest running: a retry would find it "already
+            // running" and a saga would undo around a live guest.
+            let _ = self.stop_process(name, &paths, pid, Duration::ZERO).await;
+            return Err(error);
+        }
         tracing::info!(guest = name, pid, seconds = started.elapsed().as_secs_f64(), "started guest");
-        cpu_share::apply_share(name, pid, spec.cpu_share)?;
+        // The share is a tuning: a guest that runs is started, even where the scheduler refuses the weight (an
+        // unprivileged server cannot raise priority); `describe_guest` shows the live share for drift checks.
+        if let Err(error) = cpu_share::apply_share(name, pid, spec.cpu_share) {
+            tracing::warn!(guest = name, error = %error, "cannot apply the CPU share");
+        }
         Ok(StartOutcome::Started { pid })
     }
 
@@ -363,6 +374,16 @@ impl QemuHost {
             let _ = client.execute("quit", None).await;
             if wait_for_exit(pid, EXIT_AFTER_QUIT).await {
                 tracing::info!(guest = name, pid, "guest ended with QMP quit");
+                remove_runtime_files(paths)?;
+                return Ok(StopOutcome::Forced);
+            }
+        }
+        if monitor.is_err() && !timeout.is_zero() {
+            // No monitor (an adopted process without one): QEMU ends cleanly on SIGTERM; give it the timeout.
+            // SAFETY: kill has no memory-safety preconditions; the pid was checked to be this guest's QEMU.
+            let _ = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            if wait_for_exit(pid, timeout).await {
+                tracing::info!(guest = name, pid, "guest ended on SIGTERM");
                 remove_runtime_files(paths)?;
                 return Ok(StopOutcome::Forced);
             }

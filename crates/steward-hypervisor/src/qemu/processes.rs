@@ -98,8 +98,8 @@ fn parse_memory_mib(value: &str) -> Option<u64> {
     let number: u64 = number.parse().ok()?;
     match unit.to_ascii_uppercase().as_str() {
         "M" | "MB" => Some(number),
-        "G" | "GB" => Some(number * 1024),
-        "T" | "TB" => Some(number * 1024 * 1024),
+        "G" | "GB" => number.checked_mul(1024),
+        "T" | "TB" => number.checked_mul(1024 * 1024),
         "K" | "KB" => Some(number / 1024),
         _ => None,
     }

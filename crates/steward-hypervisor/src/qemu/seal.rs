@@ -65,7 +65,7 @@ fn find_ext_filesystem(original: &Path, raw: &Path) -> Result<u64> {
             u64::from(u32::from_le_bytes([first_entry[8], first_entry[9], first_entry[10], first_entry[11]]));
         if partition_type == 0xEE {
             if let Some(start) = first_gpt_partition_start(&file).map_err(io_error)? {
-                candidates.push(start * 512);
+                candidates.extend(start.checked_mul(512));
             }
         } else if partition_type != 0 && start_lba != 0 {
             candidates.push(start_lba * 512);
@@ -109,7 +109,12 @@ fn first_gpt_partition_start(file: &std::fs::File) -> std::io::Result<Option<u64
     let entry_count = u32::from_le_bytes(header[80..84].try_into().unwrap_or_default());
     for index in 0..u64::from(entry_count.min(128)) {
         let mut entry = [0u8; 48];
-        if read_at(file, entries_lba * 512 + index * entry_size, &mut entry)? < 48 {
+        let Some(offset) =
+            entries_lba.checked_mul(512).and_then(|base| base.checked_add(index.checked_mul(entry_size)?))
+        else {
+            return Ok(None);
+        };
+        if read_at(file, offset, &mut entry)? < 48 {
             return Ok(None);
         }
         if entry[0..16].iter().any(|byte| *byte != 0) {
