@@ -7,8 +7,10 @@
 //! It runs on a single-threaded runtime.
 
 pub mod backoff;
+pub mod command;
 pub mod enroll;
 pub mod inventory;
+pub mod requests;
 pub mod serial;
 pub mod session;
 pub mod state;

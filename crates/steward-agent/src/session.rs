@@ -10,6 +10,8 @@
 //!   Goodbye{retry: false} ──► exit: the certificate was revoked, or the server cannot talk to this agent
 //! ```
 //! While idle the agent has nothing scheduled: it sleeps in epoll until the server or the kernel has news.
+//! A `Request` from the server starts a task of its own (`requests.rs`) and the conversation goes on; the task's
+//! answer comes back through a queue the conversation reads alongside the link and the watcher.
 //! Over virtio-serial the server may also start the conversation over (`HelloRequest`, another `Welcome`), and
 //! an unanswered Hello is repeated; `serial.rs` explains why and draws that state machine.
 
@@ -21,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::requests::Requests;
 use crate::serial::{SerialDevice, SerialLink};
 use crate::state::StateDir;
 use crate::tls::{TlsLink, TlsTransport};
@@ -93,11 +96,14 @@ pub struct Session {
     transport: Transport,
     state: StateDir,
     inventory_root: PathBuf,
+    /// The server's requests, running or not; their limit holds across reconnects.
+    requests: Requests,
 }
 
 impl Session {
     pub fn new(transport: Transport, state: StateDir, inventory_root: PathBuf) -> Self {
-        Self { transport, state, inventory_root }
+        let requests = Requests::new(inventory_root.clone());
+        Self { transport, state, inventory_root, requests }
     }
 
     /// Runs until a signal (returns `Ok`) or until the server refuses the agent for good.
@@ -153,6 +159,8 @@ impl Session {
     /// One conversation, from the first Hello until the link fails or the server says goodbye.
     async fn converse(&self, link: &mut Link, watcher: &mut ChangeWatcher) -> Ended {
         let mut last = self.state.last_inventory();
+        // Answers of requests started in this conversation; those still running when it ends are dropped.
+        let (answers, mut answered) = Requests::answers();
         // While a Hello is unanswered: when to give up (TLS) or say it again (serial). `None` once welcomed: from
         // then on nothing here runs on a timer.
         let mut hello_backoff = Backoff::new(Duration::from_secs(1), SERIAL_RETRY_CAP);
@@ -213,9 +221,23 @@ impl Session {
                             return ended;
                         }
                     }
+                    Ok(ServerMessage::Request { id, request }) => {
+                        if let Some(refused) = self.requests.start(id, request, &answers)
+                            && let Err(error) = link.send(&refused).await
+                        {
+                            return frame_ended(error, link.restartable());
+                        }
+                    }
                     Ok(ServerMessage::Goodbye { reason, retry }) => return goodbye(reason, retry),
                     Err(error) => return frame_ended(error, link.restartable()),
                 },
+                Some(answer) = answered.recv() => {
+                    if let Err(error) = link.send(&answer).await {
+                        return frame_ended(error, link.restartable());
+                    }
+                    // A command's output or an inventory peaked at a few MiB of heap; give it back before idling.
+                    trim_heap();
+                }
                 // Changes wait while a Hello is unanswered: the welcome's report includes them.
                 () = watcher.changed(), if awaiting_welcome.is_none() => {
                     if let Err(ended) = self.report(link, &mut last).await {
@@ -271,13 +293,18 @@ impl Session {
         }
         *last = Some(current);
         // Collecting and encoding an inventory peaks at a few MiB of heap; give it back before idling.
-        // SAFETY: malloc_trim only releases free heap memory and is safe to call at any time.
-        #[cfg(target_env = "gnu")]
-        unsafe {
-            libc::malloc_trim(0)
-        };
+        trim_heap();
         Ok(())
     }
+}
+
+/// Returns free heap memory to the system, so the idle agent stays small after a peak.
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free heap memory and is safe to call at any time.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn goodbye(reason: String, retry: bool) -> Ended {

@@ -226,6 +226,7 @@ fn debian_x86_64_kvm_guest() {
             dpkg("zlib1g", "amd64", "1:1.2.13.dfsg-1"),
         ],
         zvm: None,
+        personalization: vec![],
     };
     assert_eq!(collected, expected);
 }
@@ -284,6 +285,7 @@ fn sles_s390x_zvm_guest() {
             cpus_shared: 0,
             capability: 456,
         }),
+        personalization: vec![],
     };
     assert_eq!(collected, expected);
 }

@@ -22,6 +22,11 @@ pub struct Inventory {
     pub packages: Vec<Package>,
     /// z/VM guest facts from `/proc/sysinfo`; present only on s390x guests of z/VM.
     pub zvm: Option<ZvmGuest>,
+    /// Results of the first-boot personalization steps of a Steward guest, by name; empty elsewhere. Left out of
+    /// the JSON when empty, so the digest of an inventory without results is what it was before this field
+    /// existed (a server upgrade does not make every agent send its whole inventory again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personalization: Vec<PersonalizationResult>,
 }
 
 /// The small, rarely changing facts about the system as a whole.
@@ -197,6 +202,18 @@ pub struct ZvmGuest {
     pub capability: u64,
 }
 
+/// How one first-boot personalization step of a Steward guest ended, as the guest's first-boot wrapper recorded
+/// it in `/var/lib/steward/personalization/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PersonalizationResult {
+    /// The step's name (the file's name).
+    pub name: String,
+    /// The step's exit code; 0 means it succeeded.
+    pub exit_code: i32,
+}
+
 impl Inventory {
     /// SHA-256 over the canonical JSON form, in lower-case hex. Agent and server compare digests after a
     /// reconnect to decide whether a patch against the agent's last report is enough.
@@ -219,6 +236,8 @@ impl Inventory {
         }
         self.packages.sort();
         self.packages.dedup();
+        self.personalization.sort_by(|a, b| a.name.cmp(&b.name));
+        self.personalization.dedup_by(|a, b| a.name == b.name);
     }
 
     /// The patch that turns `self` into `newer`, or `None` when nothing changed.
@@ -238,6 +257,9 @@ impl Inventory {
         }
         if self.zvm != newer.zvm {
             patch.zvm = Some(newer.zvm.clone());
+        }
+        if self.personalization != newer.personalization {
+            patch.personalization = Some(newer.personalization.clone());
         }
         if self.packages != newer.packages {
             let old: std::collections::BTreeMap<PackageKey, &Package> =
@@ -271,6 +293,9 @@ impl Inventory {
         if let Some(zvm) = patch.zvm {
             self.zvm = zvm;
         }
+        if let Some(personalization) = patch.personalization {
+            self.personalization = personalization;
+        }
         if !patch.packages_installed.is_empty() || !patch.packages_removed.is_empty() {
             let mut packages: std::collections::BTreeMap<PackageKey, Package> =
                 std::mem::take(&mut self.packages).into_iter().map(|p| (p.key(), p)).collect();
@@ -302,6 +327,8 @@ pub struct InventoryPatch {
     /// `Some(None)` says the z/VM facts disappeared.
     #[serde(skip_serializing_if = "Option::is_none", with = "double_option")]
     pub zvm: Option<Option<ZvmGuest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personalization: Option<Vec<PersonalizationResult>>,
     /// Packages newly installed (an upgrade removes the old version and installs the new one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages_installed: Vec<Package>,
@@ -316,6 +343,7 @@ impl InventoryPatch {
             && self.filesystems.is_none()
             && self.interfaces.is_none()
             && self.zvm.is_none()
+            && self.personalization.is_none()
             && self.packages_installed.is_empty()
             && self.packages_removed.is_empty()
     }
@@ -337,6 +365,9 @@ impl InventoryPatch {
         }
         if self.zvm.is_some() {
             sections.push("zvm");
+        }
+        if self.personalization.is_some() {
+            sections.push("personalization");
         }
         if !self.packages_installed.is_empty() || !self.packages_removed.is_empty() {
             sections.push("packages");

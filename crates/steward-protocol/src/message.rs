@@ -8,10 +8,16 @@
 //!    |            ... idle: nothing is sent, nobody wakes up ...
 //!    |<-- RefreshInventory {full} ------------|   an operator asked for fresh facts
 //!    |-- InventoryPatch (if anything changed)->|
+//!    |<-- Request {id, request} --------------|   run a command, collect the inventory now (`request.rs`)
+//!    |            ... other messages both ways while it runs ...
+//!    |-- Response {id, response} ------------>|   exactly one per request, in the order they finish
 //!    |<-- Goodbye {reason, retry} ------------|   before the server closes (revoked, shutdown, bad message)
 //! ```
 //!
 //! Both sides reject a peer whose `protocol_version` they do not speak with a `Goodbye`.
+//!
+//! Requests run concurrently with everything else: the agent answers each in a task of its own and keeps
+//! reporting meanwhile, and the server keeps a deadline per request (an agent never needs one).
 //!
 //! The same messages run over a guest's virtio-serial port (the agent's `--channel virtio-serial`), where the
 //! port itself says which guest is speaking: no certificate, no TLS. That channel has no connection boundaries
@@ -31,9 +37,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Inventory, InventoryPatch};
+use crate::request::{AgentRequest, AgentResponse};
 
-/// The version of this protocol; bumped on any incompatible change. (`HelloRequest` was added without a bump:
-/// it is only ever sent over virtio-serial, which only agents that know it speak.)
+/// The version of this protocol; bumped on any incompatible change, which makes every agent of the other version
+/// unusable until it is upgraded, so additions are made compatible instead:
+/// - `HelloRequest` was added without a bump: it is only ever sent over virtio-serial, which only agents that know
+///   it speak.
+/// - `Request`/`Response` were added without a bump: the server sends a `Request` only when an operator or a
+///   complex asks for one. An older agent cannot read it (it does not know the message) and reconnects, so the
+///   request fails as "disconnected" and the agent comes back at once; if it stayed connected and answered
+///   nothing, the server's deadline for the request would end it the same way. A request *kind* added later is
+///   read by this agent as [`AgentRequest::Unsupported`] and answered with an error, without reconnecting.
+/// - `Inventory::personalization` was added without a bump: it is left out of the JSON when empty, which it is
+///   on every system but a personalized Steward guest; an older server refuses an inventory that has it (unknown
+///   field), so servers are upgraded before the agents of their guests, as always.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it
@@ -55,6 +72,8 @@ pub enum AgentMessage {
     Inventory { inventory: Box<Inventory> },
     /// What changed since the last inventory or patch the agent sent.
     InventoryPatch { patch: Box<InventoryPatch> },
+    /// The answer to the server's `Request` with the same `id`.
+    Response { id: u64, response: AgentResponse },
 }
 
 /// Messages from the server to the agent.
@@ -73,6 +92,8 @@ pub enum ServerMessage {
     HelloRequest,
     /// Collect the inventory now and send it: whole when `full`, else a patch if anything changed.
     RefreshInventory { full: bool },
+    /// Carry out `request` and answer with a `Response` with the same `id` (unique per server, never reused).
+    Request { id: u64, request: AgentRequest },
     /// The server is about to close the connection, and why. With `retry` false the agent must not reconnect
     /// with its current identity (its certificate was revoked, or it speaks an unsupported protocol).
     Goodbye { reason: String, retry: bool },

@@ -43,14 +43,19 @@ fn inventory() -> impl Strategy<Value = Inventory> {
         prop::collection::vec(filesystem(), 0..4),
         prop::collection::vec(interface(), 0..3),
         prop::option::of(small_string()),
+        prop::collection::vec((small_string(), -1i32..256), 0..3),
     )
-        .prop_map(|(hostname, cpus, packages, filesystems, interfaces, zvm)| {
+        .prop_map(|(hostname, cpus, packages, filesystems, interfaces, zvm, personalization)| {
             let mut inventory = Inventory {
                 host: HostFacts { hostname, cpu: Cpu { count: cpus, model: String::new() }, ..HostFacts::default() },
                 packages,
                 filesystems,
                 interfaces,
                 zvm: zvm.map(|userid| ZvmGuest { userid, ..ZvmGuest::default() }),
+                personalization: personalization
+                    .into_iter()
+                    .map(|(name, exit_code)| PersonalizationResult { name, exit_code })
+                    .collect(),
                 ..Inventory::default()
             };
             // Collectors report unique keys; keep the first of each like the normalized report would.
@@ -85,4 +90,31 @@ proptest! {
         let wire: Inventory = serde_json::from_str(&serde_json::to_string(&inventory).unwrap()).unwrap();
         prop_assert_eq!(wire.digest(), inventory.digest());
     }
+}
+
+/// Personalization results are left out of the JSON when there are none, so an inventory without them keeps the
+/// digest (and the wire form) it had before the field existed, and reports of older agents still read.
+#[test]
+fn personalization_results_appear_only_when_there_are_some() {
+    let mut inventory = Inventory::default();
+    let without = serde_json::to_value(&inventory).unwrap();
+    assert!(without.get("personalization").is_none(), "{without}");
+    let read: Inventory = serde_json::from_value(without).unwrap();
+    assert_eq!(read, inventory);
+
+    let before = inventory.clone();
+    inventory.personalization = vec![
+        PersonalizationResult { name: "50-users".into(), exit_code: 3 },
+        PersonalizationResult { name: "10-network".into(), exit_code: 0 },
+    ];
+    inventory.normalize();
+    assert_eq!(inventory.personalization[0].name, "10-network", "sorted by name");
+    let with = serde_json::to_value(&inventory).unwrap();
+    assert_eq!(with["personalization"][1], serde_json::json!({"name": "50-users", "exit_code": 3}));
+    assert_ne!(inventory.digest(), before.digest());
+    let patch = before.diff(&inventory).expect("a change");
+    assert_eq!(patch.sections(), ["personalization"]);
+    let mut patched = before.clone();
+    patched.apply(patch);
+    assert_eq!(patched, inventory);
 }

@@ -84,6 +84,7 @@ fn debian() -> Inventory {
             package("openssh-server", "amd64", "1:9.2p1-2+deb12u2"),
         ],
         zvm: None,
+        personalization: vec![],
     };
     inventory.normalize();
     inventory

@@ -230,6 +230,7 @@ fn facts() -> impl Strategy<Value = Value> {
                 })
                 .collect(),
             zvm: userid.map(|userid| ZvmGuest { userid: userid.into(), cpus_total: cpus, ..ZvmGuest::default() }),
+            personalization: vec![],
         });
     (prop::sample::select(vec!["online", "offline"]), prop::option::of(inventory)).prop_map(|(state, inventory)| {
         facts_document(&SystemFacts { name: "sys".into(), state: state.into() }, inventory.as_ref())

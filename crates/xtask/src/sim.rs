@@ -243,6 +243,7 @@ pub fn inventory(hostname: &str) -> Inventory {
             })
             .collect(),
         zvm: None,
+        personalization: vec![],
     };
     inventory.normalize();
     inventory

@@ -20,7 +20,8 @@
 //! - `filesystems.rs` reads `/proc/self/mounts` and calls `statvfs`,
 //! - `network.rs` reads `/sys/class/net` and calls `getifaddrs`,
 //! - `packages.rs` reads `/var/lib/dpkg/status` and runs `rpm -qa`,
-//! - `zvm.rs` reads `/proc/sysinfo` on s390x.
+//! - `zvm.rs` reads `/proc/sysinfo` on s390x,
+//! - `personalization.rs` reads the first-boot results of Steward guests in `/var/lib/steward/personalization`.
 
 mod block;
 mod cpu_memory;
@@ -29,6 +30,7 @@ mod hypervisor;
 mod network;
 mod os_release;
 mod packages;
+mod personalization;
 mod zvm;
 
 use std::fs::File;
@@ -65,6 +67,7 @@ pub fn collect(root: &Path) -> Inventory {
         interfaces: network::collect(root, live),
         packages: packages::collect(root, live),
         zvm: sysinfo.zvm_guest(),
+        personalization: personalization::collect(root),
     };
     inventory.normalize();
     inventory
@@ -174,6 +177,18 @@ mod tests {
         if cfg!(target_arch = "x86_64") {
             assert_eq!(arch, "x86_64");
         }
+    }
+
+    #[test]
+    fn the_inventory_holds_the_personalization_results_of_its_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join(personalization::RESULTS_DIR);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("20-packages"), "100\n").expect("write");
+        std::fs::write(dir.join("10-hostname"), "0\n").expect("write");
+        let inventory = collect(root.path());
+        let results: Vec<_> = inventory.personalization.iter().map(|r| (r.name.as_str(), r.exit_code)).collect();
+        assert_eq!(results, [("10-hostname", 0), ("20-packages", 100)]);
     }
 
     #[test]

@@ -5,15 +5,19 @@
 //! certificate's serial is in the store, not revoked, and names the same system as its common name
 //! (`connection.rs`). A guest's serial socket identifies the guest by itself (`serial.rs`). Both channels then
 //! run the same conversation (`session.rs`). The [`Registry`] holds one handle per connected system so the API
-//! can push requests to it or cut it off, and the serial attachments.
+//! can push messages to it, make requests that wait for the agent's answer (`requests.rs`) or cut it off, and
+//! the serial attachments.
 //!
 //! **Architecture invariant:** nothing here runs on a timer per connection once a conversation is established; an
 //! idle fleet costs no CPU. Dead TLS peers are found by TCP keepalive, which the kernel does without waking us;
 //! a serial socket closes when its guest stops.
 
 mod connection;
+mod requests;
 mod serial;
 mod session;
+
+pub use requests::AgentRequestError;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,9 +26,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use steward_protocol::ServerMessage;
+use steward_protocol::{AgentRequest, AgentResponse, ServerMessage};
 use steward_types::SystemId;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use crate::state::AppState;
@@ -65,6 +70,7 @@ pub struct Registry {
     agents: Mutex<HashMap<SystemId, AgentHandle>>,
     next_connection: AtomicU64,
     serial: serial::SerialAttachments,
+    pending: requests::PendingRequests,
 }
 
 impl Registry {
@@ -95,6 +101,43 @@ impl Registry {
     pub fn send(&self, system: SystemId, message: ServerMessage) -> bool {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         agents.get(&system).is_some_and(|handle| handle.requests.try_send(message).is_ok())
+    }
+
+    /// Asks `system`'s agent to carry out `request` and waits for its answer, at most `timeout`, over whichever
+    /// channel the agent is connected by (TLS or virtio-serial). The agent's own refusal (`AgentResponse::Error`)
+    /// comes back as [`AgentRequestError::Agent`], so `Ok` holds a real answer: `Command` for `RunCommand`,
+    /// `Inventory` for `CollectInventory`. Dropping the future abandons the request (the agent still carries it
+    /// out; its answer is dropped). Must be called inside the server's Tokio runtime.
+    pub async fn request(
+        &self,
+        system: SystemId,
+        request: AgentRequest,
+        timeout: Duration,
+    ) -> Result<AgentResponse, AgentRequestError> {
+        let id = self.pending.next_id();
+        let (_pending, answer) = {
+            let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+            let handle = agents.get(&system).ok_or(AgentRequestError::Offline)?;
+            // Waiting before sending: the answer may come back before `try_send` returns.
+            let (guard, answer) = self.pending.insert(id, system, handle.connection);
+            match handle.requests.try_send(ServerMessage::Request { id, request }) {
+                Ok(()) => (guard, answer),
+                Err(TrySendError::Full(_)) => return Err(AgentRequestError::QueueFull),
+                // The conversation is ending; its registration goes in a moment.
+                Err(TrySendError::Closed(_)) => return Err(AgentRequestError::Offline),
+            }
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(AgentResponse::Error { message })) => Err(AgentRequestError::Agent(message)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_connection_ended)) => Err(AgentRequestError::Disconnected),
+            Err(_elapsed) => Err(AgentRequestError::TimedOut { seconds: timeout.as_secs_f64().ceil() as u64 }),
+        }
+    }
+
+    /// Hands an agent's answer, read on `connection` of `system`, to the request waiting for it.
+    fn answer(&self, system: SystemId, connection: u64, id: u64, response: AgentResponse) {
+        self.pending.answer(system, connection, id, response);
     }
 
     /// Ends a system's connection for good (its certificate was revoked).
@@ -129,7 +172,9 @@ impl Registry {
     }
 
     /// Forgets a connection, unless a newer one of the same system has replaced it. True if it was current.
+    /// Either way the requests sent on it fail now: nothing will answer them.
     fn unregister(&self, system: SystemId, connection: u64) -> bool {
+        self.pending.connection_ended(connection);
         let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         if agents.get(&system).is_some_and(|handle| handle.connection == connection) {
             agents.remove(&system);

@@ -5,6 +5,8 @@
 //!  Hello ──> registered ──> still exists? ──> online ──> Welcome ──> serving ──> ended: Goodbye, offline
 //!  (protocol  (replaces an                               (send full    │ agent messages: store the inventory
 //!   version)   older connection)                          inventory?)  │ API requests: pass them on
+//!                                                                      │ agent responses: to the request
+//!                                                                      │   waiting for them (`requests.rs`)
 //!                                                                      │ serial only: a new Hello (the agent
 //!                                                                      │ restarted) gets a new Welcome
 //! ```
@@ -153,7 +155,7 @@ pub(super) async fn serve<W: AsyncWrite + Unpin>(
     }
     tracing::info!(%system, %agent_version, ?channel, ?welcome, "agent connected");
     let ending = match send(writer, &welcome, channel).await {
-        Ok(()) => serve_messages(system, frames, &mut control, writer, state, channel).await,
+        Ok(()) => serve_messages(system, connection, frames, &mut control, writer, state, channel).await,
         Err(error) => frame_ending(error),
     };
     drop(registration);
@@ -240,6 +242,7 @@ impl Drop for Registration {
 
 async fn serve_messages<W: AsyncWrite + Unpin>(
     system: SystemId,
+    connection: u64,
     frames: &mut Frames,
     control: &mut Control,
     writer: &mut W,
@@ -285,6 +288,10 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                         Ok(())
                     }
                     AgentMessage::Hello { .. } => return Ending::refuse("protocol violation: a second hello"),
+                    AgentMessage::Response { id, response } => {
+                        state.agents.answer(system, connection, id, response);
+                        Ok(())
+                    }
                     AgentMessage::Inventory { inventory } => inventory_replace(&state.store, system, *inventory).await,
                     AgentMessage::InventoryPatch { patch } => {
                         match inventory_patch(&state.store, system, *patch).await {

@@ -340,3 +340,52 @@ async fn an_attachment_for_a_system_that_does_not_exist_stops_by_itself() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_over_the_serial_channel() {
+    use steward_protocol::{AgentRequest, AgentResponse, CommandRequest};
+
+    use crate::gateway::AgentRequestError;
+
+    let temp = tempfile::tempdir().unwrap();
+    let state = test_state(temp.path()).await;
+    let system = create_system(&state, "guest-requests").await;
+    let socket = temp.path().join("agent.sock");
+    let pty = open_pty();
+    let (_commands, command_receiver) = mpsc::channel(8);
+    tokio::spawn(bridge(UnixListener::bind(&socket).unwrap(), pty.leader, command_receiver));
+    let agent = Agent::start(&pty.follower_path, &temp.path().join("agent"), "agent.log");
+    let timeout = Duration::from_secs(60);
+    let command = |argv: &[&str]| {
+        AgentRequest::RunCommand(CommandRequest {
+            argv: argv.iter().map(|argument| argument.to_string()).collect(),
+            environment: [("WHO".to_string(), "serial".to_string())].into(),
+            stdin: Some("from the server\n".into()),
+            timeout_seconds: 30,
+            working_directory: None,
+        })
+    };
+    // Not attached yet: nobody to ask.
+    let offline = state.agents.request(system, command(&["true"]), timeout).await;
+    assert_eq!(offline, Err(AgentRequestError::Offline));
+
+    state.agents.attach_serial(&state, system, socket).unwrap();
+    wait_for("the agent to be online", &agent, async || {
+        online(&state, system).await && connection(&state, system).is_some()
+    })
+    .await;
+    let answer = state.agents.request(system, command(&["sh", "-c", "cat; echo \"hello $WHO\"; exit 4"]), timeout);
+    let Ok(AgentResponse::Command(outcome)) = answer.await else { panic!("no command outcome:\n{}", agent.log()) };
+    assert_eq!(outcome.stdout, "from the server\nhello serial\n");
+    assert_eq!(outcome.exit_code, Some(4));
+
+    let missing = state.agents.request(system, command(&["steward-no-such-program"]), timeout).await;
+    let Err(AgentRequestError::Agent(message)) = missing else { panic!("expected the agent's refusal: {missing:?}") };
+    assert!(message.contains("\"steward-no-such-program\""), "{message}");
+
+    let inventory = state.agents.request(system, AgentRequest::CollectInventory, timeout).await;
+    let Ok(AgentResponse::Inventory(inventory)) = inventory else { panic!("no inventory: {inventory:?}") };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(inventory.host.hostname, hostname.trim());
+    assert_eq!(state.agents.pending.len(), 0);
+}
