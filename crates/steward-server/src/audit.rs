@@ -1,6 +1,10 @@
 //! Writing the audit trail: every mutating API call ends through [`finish`], which records the outcome in the
 //! same transaction as the change (success) or, after rolling the change back, in a transaction of its own
 //! (failure). So a change is never without its record, and a failed attempt is recorded too.
+//!
+//! A call that changes nothing in the store but acts elsewhere for a long time (a command run on a system) must
+//! not hold the write lock meanwhile: it checks the caller with [`authorize`] and records its outcome with
+//! [`record`], in a transaction of its own, once it is known.
 
 use steward_store::Transaction;
 use steward_store::audit::NewAuditRecord;
@@ -35,6 +39,12 @@ impl AuditEntry {
 /// Checks the caller's role before anything else, recording a refusal, and then starts the write transaction:
 /// a caller without the role never queues for the write lock.
 pub async fn begin(state: &AppState, caller: &Caller, role: Role, entry: &AuditEntry) -> ApiResult<Transaction> {
+    authorize(state, caller, role, entry).await?;
+    Ok(state.store.begin().await?)
+}
+
+/// Refuses the call, recording the refusal, unless the caller's role is at least `role`.
+pub async fn authorize(state: &AppState, caller: &Caller, role: Role, entry: &AuditEntry) -> ApiResult<()> {
     if let Err(error) = caller.require(role) {
         let refused = AuditEntry {
             actor: entry.actor.clone(),
@@ -45,7 +55,7 @@ pub async fn begin(state: &AppState, caller: &Caller, role: Role, entry: &AuditE
         record_failure(state, refused, &error, Timestamp::now()).await;
         return Err(error);
     }
-    Ok(state.store.begin().await?)
+    Ok(())
 }
 
 /// Longest string and list kept in an audit record: requests are recorded, not archived, and an anonymous
@@ -102,6 +112,32 @@ pub async fn finish<T>(state: &AppState, mut tx: Transaction, entry: AuditEntry,
             record_failure(state, entry, &error, now).await;
             Err(error)
         }
+    }
+}
+
+/// Records the outcome of a call that changed nothing in the store, in a transaction of its own. A success that
+/// cannot be recorded is logged: what it did is done and cannot be rolled back.
+pub async fn record<T>(state: &AppState, entry: AuditEntry, result: &ApiResult<T>) {
+    let now = Timestamp::now();
+    if let Err(error) = result {
+        return record_failure(state, entry, error, now).await;
+    }
+    let record = NewAuditRecord {
+        at: now,
+        actor: bounded_text(entry.actor),
+        action: entry.action.to_string(),
+        target: bounded_text(entry.target),
+        outcome: AuditOutcome::Success,
+        details: bounded(entry.details),
+    };
+    let written = async {
+        let mut tx = state.store.begin().await?;
+        steward_store::audit::insert(&mut tx, &record).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(error) = written {
+        tracing::error!(error = %crate::error_chain(&error), action = record.action, target = record.target, "could not record a call in the audit trail");
     }
 }
 

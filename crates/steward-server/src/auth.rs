@@ -1,10 +1,10 @@
 //! Authentication of API requests (bearer tokens) and the role rules.
 //!
-//! | role          | may                                                                      |
-//! |---------------|--------------------------------------------------------------------------|
-//! | viewer        | read everything except other users' tokens                               |
-//! | operator      | also enroll and delete systems, manage groups, create its own API tokens |
-//! | administrator | also manage users and everybody's tokens                                 |
+//! | role          | may                                                                                       |
+//! |---------------|-------------------------------------------------------------------------------------------|
+//! | viewer        | read everything except other users' tokens                                                |
+//! | operator      | also enroll, delete and run commands on systems, manage groups, create its own API tokens |
+//! | administrator | also manage users and everybody's tokens                                                  |
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

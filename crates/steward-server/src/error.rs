@@ -79,6 +79,30 @@ impl From<steward_hypervisor::HypervisorError> for ApiError {
     }
 }
 
+/// What became of a request to an agent, for an API caller: an agent that is not connected is a conflict with the
+/// system's state (409, like any request to an offline system), one that cannot take the request now or went away
+/// meanwhile is unavailable (503: try again), one that does not answer in time is a timeout (504), and the agent's
+/// own refusal (no such program, busy) is a conflict with what is on that system (409). `details.reason` tells
+/// them apart for programs.
+impl From<crate::gateway::AgentRequestError> for ApiError {
+    fn from(error: crate::gateway::AgentRequestError) -> Self {
+        use crate::gateway::AgentRequestError;
+        let message = error.to_string();
+        let (code, details) = match error {
+            AgentRequestError::Offline => (ErrorCode::Conflict, serde_json::json!({ "reason": "system_offline" })),
+            AgentRequestError::QueueFull => (ErrorCode::Unavailable, serde_json::json!({ "reason": "queue_full" })),
+            AgentRequestError::Disconnected => {
+                (ErrorCode::Unavailable, serde_json::json!({ "reason": "agent_disconnected" }))
+            }
+            AgentRequestError::TimedOut { seconds } => {
+                (ErrorCode::Timeout, serde_json::json!({ "reason": "agent_timeout", "seconds": seconds }))
+            }
+            AgentRequestError::Agent(_) => (ErrorCode::Conflict, serde_json::json!({ "reason": "agent_error" })),
+        };
+        ApiError::new(code, message).with_details(details)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

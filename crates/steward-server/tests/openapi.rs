@@ -33,6 +33,7 @@ fn every_route_is_documented() {
         "/api/v1/systems/{system}",
         "/api/v1/systems/{system}/inventory-history",
         "/api/v1/systems/{system}/refresh-inventory",
+        "/api/v1/systems/{system}/commands",
         "/api/v1/groups",
         "/api/v1/groups/{group}",
         "/api/v1/groups/{group}/members",

@@ -22,8 +22,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Something failed inside the server; the message says what, the log has the cause.
     Internal,
-    /// The server is shutting down or the store is unavailable.
+    /// The server is shutting down or the store is unavailable, or an agent could not take a request now.
     Unavailable,
+    /// Something the server waited for (an agent's answer) did not come in time.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Timeout => 504,
         }
     }
 
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }

@@ -24,9 +24,10 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(commands::run(cli)) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+        Ok(finished) => {
+            print!("{}", finished.stdout);
+            eprint!("{}", finished.stderr);
+            ExitCode::from(finished.exit_code)
         }
         Err(error) => {
             eprintln!("error: {}", commands::describe_error(&error));

@@ -43,7 +43,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         enrollment::enrollment_token_list, enrollment::enrollment_token_create, enrollment::enrollment_token_delete,
         enrollment::enrollment_create,
         systems::system_list, systems::system_show, systems::system_delete,
-        systems::system_inventory_history, systems::system_refresh_inventory,
+        systems::system_inventory_history, systems::system_refresh_inventory, systems::system_run_command,
         groups::group_list, groups::group_create, groups::group_show, groups::group_update, groups::group_delete,
         groups::group_members, groups::group_members_add, groups::group_member_remove,
         audit::audit_list,
@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/systems/{system}", get(systems::system_show).delete(systems::system_delete))
         .route("/systems/{system}/inventory-history", get(systems::system_inventory_history))
         .route("/systems/{system}/refresh-inventory", post(systems::system_refresh_inventory))
+        .route("/systems/{system}/commands", post(systems::system_run_command))
         .route("/groups", get(groups::group_list).post(groups::group_create))
         .route("/groups/{group}", get(groups::group_show).patch(groups::group_update).delete(groups::group_delete))
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))

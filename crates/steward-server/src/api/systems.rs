@@ -1,14 +1,18 @@
 //! Managed systems: `/api/v1/systems`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use steward_protocol::ServerMessage;
+use steward_protocol::{AgentRequest, AgentResponse, ServerMessage};
 use steward_types::ErrorResponse;
-use steward_types::api::systems::{InventoryChange, SystemDetail, SystemListQuery, SystemSummary};
+use steward_types::api::systems::{
+    CommandOutcome, InventoryChange, SystemCommand, SystemDetail, SystemListQuery, SystemSummary,
+};
 use steward_types::api::{Page, PageQuery, Role, Timestamp};
 
-use crate::api::extract::{Path, Query};
+use crate::api::extract::{Json as JsonBody, Path, Query};
 use crate::audit::{AuditEntry, finish};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -151,4 +155,83 @@ pub async fn system_refresh_inventory(
     }
     .await;
     finish(&state, tx, entry, result).await
+}
+
+/// How much longer than the command's own timeout the server waits for the agent's answer: the agent kills the
+/// command at its timeout, then needs a moment to collect and send what it wrote.
+const COMMAND_ANSWER_GRACE: Duration = Duration::from_secs(10);
+
+#[utoipa::path(post, path = "/api/v1/systems/{system}/commands", tag = "systems",
+    params(("system" = String, Path, description = "Name or ID")), request_body = SystemCommand,
+    responses(
+        (status = 200, description = "The command ran (whatever its exit code, even if killed at its timeout)", body = CommandOutcome),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse),
+        (status = 409, description = "The system is offline (`details.reason` = `system_offline`), or its agent could not run the command (`agent_error`: no such program, busy)", body = ErrorResponse),
+        (status = 422, body = ErrorResponse),
+        (status = 503, description = "The agent's connection is saturated or ended before it answered", body = ErrorResponse),
+        (status = 504, description = "The agent did not answer within the timeout and 10 seconds", body = ErrorResponse)))]
+pub async fn system_run_command(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(system): Path<String>,
+    JsonBody(command): JsonBody<SystemCommand>,
+) -> ApiResult<Json<CommandOutcome>> {
+    // Never the environment's values nor the input: they may hold secrets.
+    let details = serde_json::json!({
+        "argv": command.argv,
+        "environment": command.environment.keys().collect::<Vec<_>>(),
+        "stdin_bytes": command.stdin.as_ref().map(String::len),
+        "timeout_seconds": command.timeout_seconds,
+        "working_directory": command.working_directory,
+    });
+    let mut entry = AuditEntry::new(&caller.user.name, "system.command", &system).details(details);
+    crate::audit::authorize(&state, &caller, Role::Operator, &entry).await?;
+    let prepared = async {
+        command.validate()?;
+        let mut conn = state.store.conn().await?;
+        find_system(&mut conn, &system).await
+    }
+    .await;
+    let summary = match prepared {
+        Ok(summary) => summary,
+        Err(error) => {
+            crate::audit::record_failure(&state, entry, &error, Timestamp::now()).await;
+            return Err(error);
+        }
+    };
+    if let serde_json::Value::Object(details) = &mut entry.details {
+        details.insert("system_id".into(), serde_json::json!(summary.id));
+    }
+    // In a task of its own: a caller that hangs up does not stop the command, and its outcome is still audited.
+    let wait = Duration::from_secs(u64::from(command.timeout_seconds)) + COMMAND_ANSWER_GRACE;
+    let request = AgentRequest::RunCommand(command.into_request());
+    let task = tokio::spawn(async move {
+        let result = match state.agents.request(summary.id, request, wait).await {
+            Ok(AgentResponse::Command(outcome)) => Ok(outcome),
+            Ok(other) => {
+                tracing::error!(system = %summary.id, answer = ?other, "the agent answered a command with something else");
+                Err(ApiError::internal("the agent answered the command with something other than its outcome"))
+            }
+            Err(error) => {
+                let mut error = ApiError::from(error);
+                error.message = format!("{}: {}", summary.name, error.message);
+                Err(error)
+            }
+        };
+        if let (Ok(outcome), serde_json::Value::Object(details)) = (&result, &mut entry.details) {
+            details.insert("exit_code".into(), serde_json::json!(outcome.exit_code));
+            details.insert("signal".into(), serde_json::json!(outcome.signal));
+            details.insert("timed_out".into(), serde_json::json!(outcome.timed_out));
+            details.insert("duration_ms".into(), serde_json::json!(outcome.duration_ms));
+        }
+        crate::audit::record(&state, entry, &result).await;
+        result
+    });
+    match task.await {
+        Ok(result) => result.map(Json),
+        Err(error) => {
+            tracing::error!(%error, "the task running a command failed");
+            Err(ApiError::internal("running the command failed inside the server; the server log has the cause"))
+        }
+    }
 }

@@ -174,14 +174,17 @@ impl Registry {
     /// Forgets a connection, unless a newer one of the same system has replaced it. True if it was current.
     /// Either way the requests sent on it fail now: nothing will answer them.
     fn unregister(&self, system: SystemId, connection: u64) -> bool {
+        let current = {
+            let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
+            let current = agents.get(&system).is_some_and(|handle| handle.connection == connection);
+            if current {
+                agents.remove(&system);
+            }
+            current
+        };
+        // Only now: a request made before the handle went is failed here, and none can be made for it after.
         self.pending.connection_ended(connection);
-        let mut agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
-        if agents.get(&system).is_some_and(|handle| handle.connection == connection) {
-            agents.remove(&system);
-            true
-        } else {
-            false
-        }
+        current
     }
 
     /// Tells every agent the server is going away; they reconnect with backoff. Serial attachments stop.

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentRequestError {
     /// The system has no connected agent.
-    #[error("the system's agent is not connected")]
+    #[error("the system's agent is not connected (the system is offline)")]
     Offline,
     /// The agent's connection has too many messages queued already.
     #[error("the agent's connection has too many requests queued; try again shortly")]

@@ -1,5 +1,6 @@
 //! The command line: argument definitions and one module per resource. Every command returns the text to print,
-//! so output can be tested without a terminal.
+//! so output can be tested without a terminal; `steward run` also returns the remote command's error output and
+//! exit code ([`Finished`]).
 
 mod audit;
 mod enrollment;
@@ -8,6 +9,7 @@ mod hosts;
 mod networks;
 mod operations;
 mod os_templates;
+mod run;
 mod serve;
 mod server_templates;
 mod systems;
@@ -80,6 +82,23 @@ enum Command {
     /// Long-running operations and their steps.
     #[command(subcommand)]
     Operations(operations::OperationsCommand),
+    /// Run a command on a system and exit with its exit code (124: timed out and killed, 128+N: killed by signal
+    /// N, 255: could not be run).
+    Run(run::RunArgs),
+}
+
+/// What a command leaves to print, and how the process exits.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: u8,
+}
+
+impl Finished {
+    fn text(stdout: String) -> Self {
+        Self { stdout, ..Self::default() }
+    }
 }
 
 /// What every client command gets.
@@ -88,9 +107,9 @@ pub struct Context {
     pub format: Format,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<String> {
+pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
     if let Command::Serve(args) = cli.command {
-        return serve::run(args).await;
+        return serve::run(args).await.map(Finished::text);
     }
     let ca_pem = match &cli.ca_file {
         Some(path) => {
@@ -100,8 +119,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
     };
     let token = cli.token.map(|token| token.trim().to_string());
     let context = Context { client: Client::new(&cli.server, token, ca_pem.as_deref())?, format: cli.output };
-    match cli.command {
+    let text = match cli.command {
         Command::Serve(_) => unreachable!("handled above"),
+        Command::Run(args) => {
+            // Its own failures must not look like the remote command's exit code 1.
+            return Ok(run::run(&context, args).await.unwrap_or_else(|error| Finished {
+                stderr: format!("error: {}\n", describe_error(&error)),
+                exit_code: run::EXIT_NOT_RUN,
+                ..Finished::default()
+            }));
+        }
         Command::Whoami => users::whoami(&context).await,
         Command::Users(command) => users::run_users(&context, command).await,
         Command::Tokens(command) => users::run_tokens(&context, command).await,
@@ -115,7 +142,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::OsTemplates(command) => os_templates::run(&context, command).await,
         Command::VirtualServers(command) => virtual_servers::run(&context, command).await,
         Command::Operations(command) => operations::run(&context, command).await,
-    }
+    };
+    text.map(Finished::text)
 }
 
 /// One line for the user: the server's message, or the chain of causes.
