@@ -8,6 +8,8 @@
 //!   reading of the databases does not trigger a new round.
 //! - **OS identity and host name** (inotify): `/etc`, for `os-release` and `hostname` being written, renamed,
 //!   created or removed. (`/usr/lib/os-release` belongs to a package; its changes show up as package changes.)
+//! - **Personalization results** (inotify): `/var/lib/steward/personalization` when it exists (Steward guest
+//!   images have it), for results being written, renamed into place or removed.
 //! - **Kernel host name** (running system only): `/proc/sys/kernel/hostname` signals `POLLPRI` after every
 //!   `sethostname(2)`, which [`tokio::io::unix::AsyncFd`] waits for with [`Interest::PRIORITY`].
 //! - **Mount table** (running system only): `/proc/self/mounts` signals `POLLPRI | POLLERR` whenever a filesystem is
@@ -93,8 +95,8 @@ impl ChangeWatcher {
         self
     }
 
-    /// Names of the sources that are being watched, for logging: `dpkg`, `rpm`, `etc`, `hostname`, `mounts`,
-    /// `netlink`.
+    /// Names of the sources that are being watched, for logging: `dpkg`, `rpm`, `etc`, `personalization`,
+    /// `hostname`, `mounts`, `netlink`.
     pub fn sources(&self) -> Vec<&'static str> {
         let mut names = Vec::new();
         if let Some(inotify) = &self.sources.inotify {
@@ -212,6 +214,7 @@ enum WatchedDir {
     Dpkg,
     Rpm,
     Etc,
+    Personalization,
 }
 
 impl WatchedDir {
@@ -220,6 +223,7 @@ impl WatchedDir {
             WatchedDir::Dpkg => "dpkg",
             WatchedDir::Rpm => "rpm",
             WatchedDir::Etc => "etc",
+            WatchedDir::Personalization => "personalization",
         }
     }
 
@@ -229,6 +233,8 @@ impl WatchedDir {
             WatchedDir::Dpkg => name == "status",
             WatchedDir::Rpm => RPM_DATABASE_FILES.contains(&name),
             WatchedDir::Etc => ETC_FILES.contains(&name),
+            // Hidden names are a writer's temporary files, which the collector skips too.
+            WatchedDir::Personalization => !name.starts_with('.'),
         }
     }
 }
@@ -260,6 +266,7 @@ impl InotifySource {
             // MODIFY rather than CLOSE_WRITE: rpm may open its database read-write even just to query it.
             (WatchedDir::Rpm, "var/lib/rpm", WatchMask::MODIFY | WatchMask::MOVED_TO | WatchMask::DELETE),
             (WatchedDir::Etc, "etc", write_or_rename | WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVED_FROM),
+            (WatchedDir::Personalization, "var/lib/steward/personalization", write_or_rename | WatchMask::DELETE),
         ];
         let mut dirs = Vec::new();
         for (kind, relative, mask) in wanted {
@@ -687,6 +694,19 @@ mod tests {
         // What dpkg does: write status-new (not relevant by itself), then rename it over status.
         std::fs::write(dpkg.join("status-new"), "new\n").expect("write");
         std::fs::rename(dpkg.join("status-new"), dpkg.join("status")).expect("rename");
+        timeout(Duration::from_secs(5), watcher.changed()).await.expect("change reported");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_personalization_result_renamed_into_place_is_reported() {
+        let root = fixture_root();
+        let results = root.path().join("var/lib/steward/personalization");
+        std::fs::create_dir_all(&results).expect("mkdir");
+        let mut watcher = ChangeWatcher::new(root.path()).expect("watcher").with_settle(SETTLE);
+        assert_eq!(watcher.sources(), ["dpkg", "etc", "personalization"]);
+        std::fs::write(results.join(".10-network.tmp"), "0\n").expect("write");
+        assert!(timeout(Duration::from_millis(300), watcher.changed()).await.is_err(), "a temporary file");
+        std::fs::rename(results.join(".10-network.tmp"), results.join("10-network")).expect("rename");
         timeout(Duration::from_secs(5), watcher.changed()).await.expect("change reported");
     }
 
