@@ -102,9 +102,12 @@ pub enum Error {
     #[error(transparent)]
     Call(#[from] CallError),
     /// The server accepted the request as an asynchronous (DirMaint) operation, and polling it with
-    /// `Query_Asynchronous_Operation_DM` reported that it failed.
-    #[error("{function} for {target:?}: asynchronous operation {operation_id} failed")]
-    AsynchronousOperationFailed { function: &'static str, target: String, operation_id: u32 },
+    /// `Query_Asynchronous_Operation_DM` reported that it failed (reason code 108) or answered a reason code
+    /// that means neither success nor progress.
+    #[error(
+        "{function} for {target:?}: asynchronous operation {operation_id} failed (query reason code {reason_code})"
+    )]
+    AsynchronousOperationFailed { function: &'static str, target: String, operation_id: u32, reason_code: i32 },
     /// The asynchronous operation was still in progress after the configured number of polls.
     #[error("{function} for {target:?}: asynchronous operation {operation_id} still in progress after {polls} polls")]
     AsynchronousOperationStillRunning { function: &'static str, target: String, operation_id: u32, polls: u32 },

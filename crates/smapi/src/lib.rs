@@ -10,6 +10,9 @@
 //! - [`layout`]: function outputs described as data ([`layout::Layout`]) and decoded by one interpreter.
 //! - [`codes`]: what each return and reason code means (IBM's wording, in our words) and an [`ErrorKind`].
 //! - [`functions`]: one typed request per SMAPI function, which encodes itself and decodes its typed output.
+//! - [`client`]: [`SmapiClient`], one request per connection as SMAPI wants, with bounded concurrency,
+//!   timeouts, connect retries, `Response_Recovery` of lost replies and polling of asynchronous (RC 592)
+//!   DirMaint operations.
 //!
 //! **Architecture invariant:** no dependency on other Steward crates; this crate knows SMAPI, not Steward.
 //!
@@ -29,6 +32,7 @@
 //! assert_eq!(output.active_images, ["LINUX01"]);
 //! ```
 
+pub mod client;
 pub mod codes;
 pub mod error;
 pub mod functions;
@@ -38,6 +42,7 @@ pub mod response;
 pub mod text;
 pub mod wire;
 
+pub use client::{ClientConfig, SmapiClient, TcpTransport, TlsSettings, Transport};
 pub use codes::ErrorKind;
 pub use error::{CallError, DecodeError, EncodeError, Error};
 pub use request::{CallDuration, Credentials, RequestFrame, SmapiRequest, encode_request};
