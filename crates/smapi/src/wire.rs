@@ -6,7 +6,7 @@
 //! total length, then `KEYWORD=value\0` entries) and unframed `key=value\0` pairs (no length at all: the frame's
 //! input length bounds them).
 //!
-//! [`Cursor`] reads such data from a reply without ever trusting a length: every length is checked against the
+//! `Cursor` (crate-internal) reads such data from a reply without ever trusting a length: every length is checked against the
 //! bytes actually present before anything is taken or allocated.
 
 use crate::error::EncodeError;
