@@ -2,6 +2,7 @@
 //! They are plain data (serde-serializable, so a guest definition is stored as JSON and the server can record
 //! what it asked for), and they name no driver: a z/VM guest is described by the same `GuestSpec`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -290,4 +291,8 @@ pub struct ConfigDrive {
     pub hostname: String,
     pub nics: Vec<NicConfig>,
     pub scripts: Vec<PersonalizationScript>,
+    /// Environment variables exported to every personalization script (`STEWARD_COMPLEX`,
+    /// `STEWARD_MEMBER_INDEX`, ...): names `[A-Za-z_][A-Za-z0-9_]*`, values any text without NUL.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }

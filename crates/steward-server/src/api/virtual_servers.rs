@@ -423,6 +423,7 @@ pub async fn virtual_server_deploy(
                             body: script.body.clone(),
                         })
                         .collect(),
+                    environment: Default::default(),
                 },
             )
         });
