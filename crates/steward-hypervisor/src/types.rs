@@ -144,6 +144,11 @@ pub struct DiskCopyReport {
 pub struct DiskAttachment {
     pub path: PathBuf,
     pub format: DiskFormat,
+    /// The serial number the guest sees (`/sys/block/vdX/serial` under virtio-blk), so it can tell its extra
+    /// disks apart whatever order they appear in: 1..=20 characters of letters, digits, `-` and `_`
+    /// (virtio-blk's limit). The QEMU driver also derives the disk's device id from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 /// A network interface of a guest.
