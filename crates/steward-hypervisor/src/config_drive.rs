@@ -1,5 +1,6 @@
 //! NoCloud config drives: a small VFAT image labelled `cidata` holding `meta-data`, `network-config` (version 1)
-//! and `user-data` (a shell script running the personalization scripts). Steward's test images and cloud-init
+//! and `user-data` (a shell script running the personalization scripts, with the drive's environment exported
+//! to each, and recording each script's exit code in `/var/lib/steward/personalization/<name>`). Steward's test images and cloud-init
 //! read this shape; the guest image parses exactly these files, so the formats here are a contract (see the
 //! unit tests, which pin them).
 //!
@@ -20,6 +21,28 @@ use crate::validate;
 pub const VOLUME_LABEL: &str = "cidata";
 /// The smallest image written (FAT12 needs some room; the files are tiny).
 const MINIMUM_IMAGE_BYTES: u64 = 2 * 1024 * 1024;
+/// Where the guest records each personalization script's exit code (decimal, newline), one file per script
+/// named after it; the agent reports them in its inventory.
+pub const PERSONALIZATION_RESULTS_DIRECTORY: &str = "/var/lib/steward/personalization";
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn validate_environment_name(name: &str) -> Result<()> {
+    let well_formed = name.starts_with(|first: char| first.is_ascii_alphabetic() || first == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        return Err(HypervisorError::invalid(
+            "config-drive environment variable name",
+            format!("{name:?} is not a shell variable name (a letter or '_', then letters, digits and '_')"),
+        ));
+    }
+    Ok(())
+}
+
+/// `value` as one single-quoted shell word: every `'` becomes `'\''` (end the quote, an escaped quote, start
+/// again); nothing else is special inside single quotes, newlines included.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
 
 /// Checks every field of a config drive.
 pub fn validate_config_drive(drive: &ConfigDrive) -> Result<()> {
@@ -45,8 +68,24 @@ pub fn validate_config_drive(drive: &ConfigDrive) -> Result<()> {
             }
         }
     }
+    for (name, value) in &drive.environment {
+        validate_environment_name(name)?;
+        if value.contains('\0') {
+            return Err(HypervisorError::invalid(
+                format!("config-drive environment variable {name}"),
+                "its value contains NUL",
+            ));
+        }
+    }
+    let mut script_names = std::collections::HashSet::new();
     for (index, script) in drive.scripts.iter().enumerate() {
         validate::simple_name(&format!("name of personalization script {index}"), &script.name, 64)?;
+        if !script_names.insert(script.name.as_str()) {
+            return Err(HypervisorError::invalid(
+                format!("name of personalization script {index}"),
+                format!("{:?} is used twice (each script records its result under its name)", script.name),
+            ));
+        }
         if script.body.lines().any(|line| line == script_delimiter(index + 1)) {
             return Err(HypervisorError::invalid(
                 format!("personalization script {:?}", script.name),
@@ -117,9 +156,16 @@ fn script_delimiter(number: usize) -> String {
     format!("STEWARD_SCRIPT_{number}_END")
 }
 
-/// The `user-data` file: one `#!/bin/sh` script that runs each personalization script in order with `sh`,
-/// echoes `steward-personalize: <name> exit <code>` after each, and stops at the first failure.
+/// The `user-data` file: one `#!/bin/sh` script that runs each personalization script in order with `sh`
+/// (with the drive's environment exported to it), echoes `steward-personalize: <name> exit <code>` after each,
+/// records the code in `/var/lib/steward/personalization/<name>` (written under a temporary name, then
+/// renamed), and stops at the first failure.
 pub fn render_user_data(drive: &ConfigDrive) -> String {
+    render_user_data_recording_into(drive, PERSONALIZATION_RESULTS_DIRECTORY)
+}
+
+/// `render_user_data` with the results recorded in `results_directory` (tests run the script on the host).
+fn render_user_data_recording_into(drive: &ConfigDrive, results_directory: &str) -> String {
     if drive.scripts.is_empty() {
         return "#!/bin/sh\n# Steward personalization: there are no scripts to run.\nexit 0\n".to_owned();
     }
@@ -129,6 +175,21 @@ pub fn render_user_data(drive: &ConfigDrive) -> String {
          steward_dir=$(mktemp -d) || exit 1\n\
          trap 'rm -rf \"$steward_dir\"' EXIT\n",
     );
+    let results = shell_quote(results_directory);
+    let _ = writeln!(text, "steward_results={results}");
+    text.push_str("mkdir -p \"$steward_results\" || echo \"steward-personalize: cannot create $steward_results\"\n");
+    // The environment is set in a subshell per script, so that no value (a PATH or IFS, say) changes how this
+    // wrapper itself runs.
+    let run = if drive.environment.is_empty() {
+        "sh"
+    } else {
+        text.push_str("steward_environment() {\n");
+        for (name, value) in &drive.environment {
+            let _ = writeln!(text, "  export {name}={}", shell_quote(value));
+        }
+        text.push_str("}\n");
+        "steward_environment; exec /bin/sh"
+    };
     for (index, script) in drive.scripts.iter().enumerate() {
         let number = index + 1;
         let delimiter = script_delimiter(number);
@@ -136,12 +197,19 @@ pub fn render_user_data(drive: &ConfigDrive) -> String {
         if !body.ends_with('\n') {
             body.push('\n');
         }
+        let invocation = if drive.environment.is_empty() {
+            format!("{run} \"$steward_dir/{number}\"")
+        } else {
+            format!("({run} \"$steward_dir/{number}\")")
+        };
         let _ = write!(
             text,
             "cat > \"$steward_dir/{number}\" <<'{delimiter}'\n{body}{delimiter}\n\
-             sh \"$steward_dir/{number}\"\n\
+             {invocation}\n\
              steward_code=$?\n\
              echo \"steward-personalize: {name} exit $steward_code\"\n\
+             echo \"$steward_code\" > \"$steward_results/.{name}.tmp\" && mv -f \"$steward_results/.{name}.tmp\" \"$steward_results/{name}\" \\\n\
+             \x20 || echo \"steward-personalize: cannot record the result of {name}\"\n\
              if [ \"$steward_code\" -ne 0 ]; then exit \"$steward_code\"; fi\n",
             name = script.name,
         );
@@ -237,6 +305,7 @@ fn write_root_volume_label_entry(image: &mut File, label: &[u8; 11]) -> std::io:
 mod tests {
     use super::*;
     use crate::types::{NicConfig, PersonalizationScript};
+    use std::collections::BTreeMap;
     use std::io::Read;
 
     fn sample_drive() -> ConfigDrive {
@@ -268,6 +337,7 @@ mod tests {
                 PersonalizationScript { name: "motd".to_owned(), body: "echo hello > /etc/motd\n".to_owned() },
                 PersonalizationScript { name: "fail.sh".to_owned(), body: "exit 3".to_owned() },
             ],
+            environment: BTreeMap::new(),
         }
     }
 
@@ -310,12 +380,16 @@ config:
 # Steward personalization: runs each script in order and stops at the first failure.
 steward_dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$steward_dir"' EXIT
+steward_results='/var/lib/steward/personalization'
+mkdir -p "$steward_results" || echo "steward-personalize: cannot create $steward_results"
 cat > "$steward_dir/1" <<'STEWARD_SCRIPT_1_END'
 echo hello > /etc/motd
 STEWARD_SCRIPT_1_END
 sh "$steward_dir/1"
 steward_code=$?
 echo "steward-personalize: motd exit $steward_code"
+echo "$steward_code" > "$steward_results/.motd.tmp" && mv -f "$steward_results/.motd.tmp" "$steward_results/motd" \
+  || echo "steward-personalize: cannot record the result of motd"
 if [ "$steward_code" -ne 0 ]; then exit "$steward_code"; fi
 cat > "$steward_dir/2" <<'STEWARD_SCRIPT_2_END'
 exit 3
@@ -323,6 +397,8 @@ STEWARD_SCRIPT_2_END
 sh "$steward_dir/2"
 steward_code=$?
 echo "steward-personalize: fail.sh exit $steward_code"
+echo "$steward_code" > "$steward_results/.fail.sh.tmp" && mv -f "$steward_results/.fail.sh.tmp" "$steward_results/fail.sh" \
+  || echo "steward-personalize: cannot record the result of fail.sh"
 if [ "$steward_code" -ne 0 ]; then exit "$steward_code"; fi
 exit 0
 "#;
@@ -338,25 +414,133 @@ exit 0
         );
     }
 
+    /// Runs the user-data of `drive` with `sh` on this machine, recording results under `results`.
+    fn run_user_data(drive: &ConfigDrive, directory: &Path, results: &Path) -> std::process::Output {
+        let script = directory.join("user-data");
+        std::fs::write(&script, render_user_data_recording_into(drive, results.to_str().unwrap())).unwrap();
+        std::process::Command::new("sh").arg(&script).output().unwrap()
+    }
+
     #[test]
-    fn user_data_really_runs_and_stops_at_the_first_failure() {
+    fn user_data_really_runs_records_results_and_stops_at_the_first_failure() {
         let directory = tempfile::tempdir().unwrap();
         let marker = directory.path().join("ran");
+        let results = directory.path().join("results with 'quote'");
         let mut drive = sample_drive();
         drive.scripts = vec![
             PersonalizationScript { name: "one".to_owned(), body: format!("echo one >> {}", marker.display()) },
             PersonalizationScript { name: "two".to_owned(), body: "exit 4".to_owned() },
             PersonalizationScript { name: "three".to_owned(), body: format!("echo three >> {}", marker.display()) },
         ];
-        let script = directory.path().join("user-data");
-        std::fs::write(&script, render_user_data(&drive)).unwrap();
-        let output = std::process::Command::new("sh").arg(&script).output().unwrap();
-        assert_eq!(output.status.code(), Some(4));
+        let output = run_user_data(&drive, directory.path(), &results);
+        assert_eq!(output.status.code(), Some(4), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(
             String::from_utf8_lossy(&output.stdout),
             "steward-personalize: one exit 0\nsteward-personalize: two exit 4\n"
         );
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "one\n");
+        let mut recorded: Vec<(String, String)> = std::fs::read_dir(&results)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (entry.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(entry.path()).unwrap())
+            })
+            .collect();
+        recorded.sort();
+        // No temporary file is left, and the script that never ran has no result.
+        assert_eq!(recorded, [("one".to_owned(), "0\n".to_owned()), ("two".to_owned(), "4\n".to_owned())]);
+    }
+
+    const HOSTILE_VALUES: [&str; 9] = [
+        "it's",
+        "'",
+        "''\\''",
+        "$(touch PWNED) `touch PWNED` ${HOME}",
+        "a\nb\n\nc",
+        "\\\"; touch PWNED; echo \"",
+        "",
+        " leading and trailing spaces ",
+        "STEWARD_SCRIPT_1_END\nEOF\n)",
+    ];
+
+    #[test]
+    fn shell_quoting_survives_hostile_values() {
+        let directory = tempfile::tempdir().unwrap();
+        for value in HOSTILE_VALUES {
+            let output = std::process::Command::new("sh")
+                .current_dir(directory.path())
+                .arg("-c")
+                .arg(format!("printf '%s' {}", shell_quote(value)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&output.stdout), value, "{value:?}");
+        }
+        assert!(!directory.path().join("PWNED").exists());
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn every_script_gets_the_environment_and_the_wrapper_is_unaffected() {
+        let directory = tempfile::tempdir().unwrap();
+        let results = directory.path().join("results");
+        let mut drive = sample_drive();
+        drive.environment = HOSTILE_VALUES
+            .iter()
+            .enumerate()
+            .map(|(index, value)| (format!("HOSTILE_{index}"), (*value).to_owned()))
+            .collect();
+        drive.environment.insert("STEWARD_COMPLEX".to_owned(), "web tier".to_owned());
+        drive.environment.insert("STEWARD_MEMBER_INDEX".to_owned(), "3".to_owned());
+        // Even variables the wrapper itself relies on do not change how it runs.
+        drive.environment.insert("PATH".to_owned(), "/nowhere".to_owned());
+        drive.environment.insert("IFS".to_owned(), "/".to_owned());
+        drive.environment.insert("steward_results".to_owned(), "/nowhere".to_owned());
+        let dump = directory.path().join("dump");
+        let mut body = String::new();
+        for index in 0..HOSTILE_VALUES.len() {
+            body.push_str(&format!("printf '%s\\0' \"$HOSTILE_{index}\" >> '{}'\n", dump.display()));
+        }
+        body.push_str(&format!(
+            "printf '%s\\0%s\\0%s\\0' \"$STEWARD_COMPLEX\" \"$STEWARD_MEMBER_INDEX\" \"$PATH\" >> '{}'\n",
+            dump.display()
+        ));
+        drive.scripts = vec![
+            PersonalizationScript { name: "first".to_owned(), body: body.clone() },
+            PersonalizationScript { name: "second".to_owned(), body: "exit 0".to_owned() },
+        ];
+        drive.scripts[1].body = format!("printf '%s\\0' \"$STEWARD_MEMBER_INDEX\" >> '{}'", dump.display());
+        let output = run_user_data(&drive, directory.path(), &results);
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        let dumped = std::fs::read(&dump).unwrap();
+        let values: Vec<String> =
+            dumped.split(|byte| *byte == 0).map(|part| String::from_utf8_lossy(part).into_owned()).collect();
+        let mut expected: Vec<String> = HOSTILE_VALUES.iter().map(|value| (*value).to_owned()).collect();
+        expected.extend(["web tier", "3", "/nowhere", "3", ""].map(str::to_owned));
+        assert_eq!(values, expected);
+        assert_eq!(std::fs::read_to_string(results.join("first")).unwrap(), "0\n");
+        assert_eq!(std::fs::read_to_string(results.join("second")).unwrap(), "0\n");
+        assert!(!directory.path().join("PWNED").exists());
+    }
+
+    #[test]
+    fn bad_environment_names_and_values_are_refused() {
+        for bad in ["", "1A", "A-B", "A B", "A=B", "É", "A$"] {
+            let mut drive = sample_drive();
+            drive.environment.insert(bad.to_owned(), "x".to_owned());
+            let error = validate_config_drive(&drive).unwrap_err().to_string();
+            assert!(error.contains("environment variable name"), "{bad:?}: {error}");
+        }
+        for good in ["_", "A", "a_1", "STEWARD_MEMBER_INDEX"] {
+            let mut drive = sample_drive();
+            drive.environment.insert(good.to_owned(), "x".to_owned());
+            assert!(validate_config_drive(&drive).is_ok(), "{good:?}");
+        }
+        let mut drive = sample_drive();
+        drive.environment.insert("NUL".to_owned(), "a\0b".to_owned());
+        assert!(validate_config_drive(&drive).unwrap_err().to_string().contains("NUL"));
+        let mut drive = sample_drive();
+        drive.scripts[1].name = drive.scripts[0].name.clone();
+        assert!(validate_config_drive(&drive).unwrap_err().to_string().contains("used twice"));
     }
 
     #[test]

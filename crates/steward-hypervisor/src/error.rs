@@ -66,6 +66,21 @@ pub enum HypervisorError {
     #[error("QMP of guest {guest:?}: {message}")]
     Qmp { guest: String, message: String },
 
+    /// QEMU refused a monitor command: `class` is QMP's error class (`GenericError`, `DeviceNotFound`,
+    /// `CommandNotFound`, ...), `description` its message.
+    #[error("QMP of guest {guest:?}: {command} failed: {description} ({class})")]
+    QmpCommand { guest: String, command: String, class: String, description: String },
+
+    /// A running guest did not release devices it was asked to give up (`sync_live`): on the `pc` machine the
+    /// guest itself must eject a PCI device (ACPI PCI hot-plug, `acpiphp` in Linux), which a guest still
+    /// booting, without ACPI, or without an operating system never does.
+    #[error(
+        "guest {guest:?} did not release {} within {waited:?}: the guest must eject PCI devices itself (ACPI \
+         hot-plug: is it still booting, or without ACPI PCI hot-plug support?); the removal stays requested",
+        devices.join(", ")
+    )]
+    UnplugTimeout { guest: String, devices: Vec<String>, waited: Duration },
+
     /// Talking to the QEMU monitor socket of a guest failed.
     #[error("QMP socket {} of guest {guest:?}", socket.display())]
     QmpIo {
@@ -121,6 +136,14 @@ impl HypervisorError {
     /// An `Io` error for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         HypervisorError::Io { path: path.into(), source }
+    }
+
+    /// The QMP error class when QEMU refused a command (`GenericError`, `DeviceNotFound`, ...).
+    pub fn qmp_class(&self) -> Option<&str> {
+        match self {
+            HypervisorError::QmpCommand { class, .. } => Some(class),
+            _ => None,
+        }
     }
 
     /// An `InvalidInput` error naming the field and the problem.

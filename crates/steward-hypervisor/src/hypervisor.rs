@@ -11,6 +11,17 @@
 //! directory entry, `start`/`stop` are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
 //! minidisks (`Image_Disk_Create_DM`, `Image_Disk_Copy_DM`; a disk path names `USERID/VDEV` there), networks
 //! are VSwitches and NICs are NICDEFs with grants, `set_cpu_share` is `Image_Definition_Update_DM SHARE=`.
+//! `describe_guest`'s live devices are `Image_Active_Configuration_Query` (devices of the logged-on guest) and
+//! `Virtual_Network_Adapter_Query_Extended` (its NICs and their MACs). `sync_live` maps to the active-
+//! configuration functions, beside the `_DM` ones that changed the directory entry: a missing NIC is
+//! `Virtual_Network_Adapter_Create_Extended` plus `Virtual_Network_Adapter_Connect_Vswitch` (204/20, already
+//! coupled, counts as done), a NIC to remove `Virtual_Network_Adapter_Disconnect` plus
+//! `Virtual_Network_Adapter_Delete`, a missing minidisk `Image_Disk_Create` (links the defined minidisk into the
+//! running guest), one to remove `Image_Disk_Delete` (detaches it from the running guest), the CPU share CP
+//! `SET SHARE`; CPU count, memory and the IPL device need a re-IPL (`restart_required`). z/VM never needs the
+//! guest's cooperation to detach a device; Linux on it sees the device go away. A disk's `serial` has no
+//! z/VM counterpart: there the guest finds a minidisk by its virtual device number, which the disk path names.
+//!
 //! Verbs a driver cannot do (z/VM has no offline sealing or config drives) return
 //! `HypervisorError::Unsupported`.
 
@@ -22,7 +33,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::types::{
     ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
-    GuestState, HostFacts, StartOutcome, StopOutcome,
+    GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
 };
 
 /// The future every verb returns.
@@ -36,7 +47,8 @@ pub trait Hypervisor: Send + Sync {
     /// What the host offers: emulators and accelerators, CPUs, memory, storage.
     fn probe(&self) -> HypervisorFuture<'_, HostFacts>;
 
-    /// Stores (or replaces) a guest definition. A running guest picks up a changed one at its next start.
+    /// Stores (or replaces) a guest definition. A running guest picks up a changed one at its next start, or
+    /// at once for what `sync_live` can change.
     fn define_guest<'a>(&'a self, spec: &'a GuestSpec) -> HypervisorFuture<'a, DefineOutcome>;
     /// Stops the guest if it runs and removes its definition and everything the driver created for it.
     fn undefine_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()>;
@@ -52,6 +64,12 @@ pub trait Hypervisor: Send + Sync {
     fn status<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestState>;
     /// The definition with what is live, for drift checks.
     fn describe_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestDescription>;
+    /// Makes a running guest's devices match its stored definition (the last `define_guest`): plugs in the NICs
+    /// and disks it lacks, removes the ones the definition no longer has, applies the CPU share, and lists what
+    /// only a restart can change (CPU count, memory, boot). A guest that does not run is left alone (empty
+    /// report); a second call reports nothing. A removal the guest must acknowledge (PCI under ACPI on x86) is
+    /// waited for a bounded time, then reported as an error.
+    fn sync_live<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, LiveSync>;
     /// The last `max_bytes` of the guest's console output.
     fn console_log<'a>(&'a self, name: &'a str, max_bytes: usize) -> HypervisorFuture<'a, String>;
     /// Every guest running on the host, including ones this driver did not start (`managed: false`).

@@ -25,7 +25,7 @@
 //!     cpus: 1,
 //!     memory_mib: 256,
 //!     cpu_share: 100,
-//!     disks: vec![DiskAttachment { path: "/var/lib/steward/hosts/local/web01.qcow2".into(), format: DiskFormat::Qcow2 }],
+//!     disks: vec![DiskAttachment { path: "/var/lib/steward/hosts/local/web01.qcow2".into(), format: DiskFormat::Qcow2, serial: None }],
 //!     config_drive: None,
 //!     nics: vec![],
 //!     boot: Boot::Firmware { firmware: None },

@@ -2,6 +2,7 @@
 //! They are plain data (serde-serializable, so a guest definition is stored as JSON and the server can record
 //! what it asked for), and they name no driver: a z/VM guest is described by the same `GuestSpec`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -143,6 +144,11 @@ pub struct DiskCopyReport {
 pub struct DiskAttachment {
     pub path: PathBuf,
     pub format: DiskFormat,
+    /// The serial number the guest sees (`/sys/block/vdX/serial` under virtio-blk), so it can tell its extra
+    /// disks apart whatever order they appear in: 1..=20 characters of letters, digits, `-` and `_`
+    /// (virtio-blk's limit). The QEMU driver also derives the disk's device id from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 /// A network interface of a guest.
@@ -202,7 +208,8 @@ pub enum DefineOutcome {
     Created,
     /// The same definition was already stored.
     Unchanged,
-    /// A different definition was replaced; a running guest picks it up at its next start.
+    /// A different definition was replaced; a running guest picks it up at its next start, or now for what
+    /// `sync_live` can change while it runs.
     Updated,
 }
 
@@ -251,6 +258,67 @@ pub struct GuestDescription {
     pub run_state: Option<String>,
     /// The CPU share applied to the running process, when it runs.
     pub live_cpu_share: Option<u32>,
+    /// The NICs and disks the running guest has now (hot-plugged ones included, the config drive and the
+    /// management channel excluded), when it runs and its monitor answers.
+    #[serde(default)]
+    pub live_devices: Option<LiveDevices>,
+}
+
+/// The devices a running guest really has, as its hypervisor reports them (on QEMU: QMP `query-rx-filter` and
+/// `query-block`), so drift checks see devices attached or detached behind Steward's back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveDevices {
+    pub nics: Vec<LiveNic>,
+    /// The guest's disks, without its config drive.
+    pub disks: Vec<LiveDisk>,
+}
+
+/// One NIC of a running guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveNic {
+    /// The MAC address the NIC uses now, lower case.
+    pub mac: String,
+    /// The hypervisor's name of the device (on QEMU its `id`, `nic-<mac digits>` for the NICs Steward plugs).
+    pub device_id: String,
+}
+
+/// One disk of a running guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveDisk {
+    /// The hypervisor's name of the device (on QEMU its `id`, or its QOM path when it has none).
+    pub device_id: String,
+    /// The image behind the device, when it has one.
+    pub path: Option<PathBuf>,
+    /// The serial number the guest sees, when the device has one.
+    pub serial: Option<String>,
+    pub read_only: bool,
+}
+
+/// What `sync_live` changed on a running guest, as human-readable items (`nic 52:54:00:12:34:56 on network
+/// lan`, `disk /data/extra.qcow2 (serial data1)`). All lists are empty when the guest already matched its
+/// definition or does not run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSync {
+    /// Devices plugged into the running guest.
+    pub attached: Vec<String>,
+    /// Devices removed from the running guest.
+    pub detached: Vec<String>,
+    /// Other settings changed live (the CPU share).
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// Differences that only a restart can apply (CPU count, memory, boot, ...): the guest still runs with the
+    /// old value.
+    pub restart_required: Vec<String>,
+}
+
+impl LiveSync {
+    /// True when nothing was changed and nothing waits for a restart.
+    pub fn is_empty(&self) -> bool {
+        self.attached.is_empty()
+            && self.detached.is_empty()
+            && self.applied.is_empty()
+            && self.restart_required.is_empty()
+    }
 }
 
 /// The network configuration of one guest NIC on a config drive.
@@ -290,4 +358,8 @@ pub struct ConfigDrive {
     pub hostname: String,
     pub nics: Vec<NicConfig>,
     pub scripts: Vec<PersonalizationScript>,
+    /// Environment variables exported to every personalization script (`STEWARD_COMPLEX`,
+    /// `STEWARD_MEMBER_INDEX`, ...): names `[A-Za-z_][A-Za-z0-9_]*`, values any text without NUL.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }

@@ -73,6 +73,29 @@ pub fn absolute_path(what: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The longest disk serial number (virtio-blk's limit: the guest reads at most 20 bytes).
+pub const DISK_SERIAL_MAX: usize = 20;
+
+/// A disk serial number: 1..=20 letters, digits, `-` and `_`.
+pub fn disk_serial(what: &str, serial: &str) -> Result<()> {
+    if serial.is_empty() {
+        return Err(HypervisorError::invalid(what, "must not be empty (leave the serial out instead)"));
+    }
+    if serial.len() > DISK_SERIAL_MAX {
+        return Err(HypervisorError::invalid(
+            what,
+            format!("{serial:?} is longer than {DISK_SERIAL_MAX} characters (virtio-blk's limit)"),
+        ));
+    }
+    if let Some(bad) = serial.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))) {
+        return Err(HypervisorError::invalid(
+            what,
+            format!("{serial:?} contains {bad:?}; only letters, digits, '-' and '_' are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 /// A CPU share.
 pub fn cpu_share(share: u32) -> Result<()> {
     if !CPU_SHARE_RANGE.contains(&share) {
@@ -94,8 +117,25 @@ pub fn guest_spec(spec: &GuestSpec) -> Result<()> {
         return Err(HypervisorError::invalid("memory", format!("{} MiB is outside 16..=4194304 MiB", spec.memory_mib)));
     }
     cpu_share(spec.cpu_share)?;
+    let mut disk_paths = std::collections::HashSet::new();
+    let mut serials = std::collections::HashSet::new();
     for (index, disk) in spec.disks.iter().enumerate() {
         absolute_path(&format!("path of disk {index}"), &disk.path)?;
+        if !disk_paths.insert(disk.path.as_path()) {
+            return Err(HypervisorError::invalid(
+                format!("path of disk {index}"),
+                format!("{} is used twice", disk.path.display()),
+            ));
+        }
+        if let Some(serial) = &disk.serial {
+            disk_serial(&format!("serial of disk {index}"), serial)?;
+            if !serials.insert(serial.as_str()) {
+                return Err(HypervisorError::invalid(
+                    format!("serial of disk {index}"),
+                    format!("{serial:?} is used twice"),
+                ));
+            }
+        }
     }
     if let Some(config_drive) = &spec.config_drive {
         absolute_path("config drive path", config_drive)?;
@@ -155,6 +195,55 @@ mod tests {
         assert!(interface_name("tap", "tap0").is_ok());
         assert!(interface_name("tap", "tap0123456789abc").is_err());
         assert!(interface_name("tap", "t.0").is_err());
+    }
+
+    fn spec_with_disks(disks: Vec<crate::types::DiskAttachment>) -> GuestSpec {
+        GuestSpec {
+            name: "g".to_owned(),
+            arch: crate::types::Arch::X86_64,
+            cpus: 1,
+            memory_mib: 64,
+            cpu_share: 100,
+            disks,
+            config_drive: None,
+            nics: vec![],
+            boot: Boot::Firmware { firmware: None },
+            agent_channel: false,
+        }
+    }
+
+    fn disk(path: &str, serial: Option<&str>) -> crate::types::DiskAttachment {
+        crate::types::DiskAttachment {
+            path: path.into(),
+            format: crate::types::DiskFormat::Qcow2,
+            serial: serial.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn disk_serials_are_checked() {
+        assert!(disk_serial("serial", "data-1_A").is_ok());
+        assert!(disk_serial("serial", &"a".repeat(20)).is_ok());
+        let too_long = disk_serial("serial of disk 1", &"a".repeat(21)).unwrap_err().to_string();
+        assert!(too_long.contains("serial of disk 1") && too_long.contains("longer than 20"), "{too_long}");
+        assert!(disk_serial("serial", "").unwrap_err().to_string().contains("empty"));
+        for bad in ["a b", "a,b", "a.b", "a/b", "é", "a=b", "a\0"] {
+            let error = disk_serial("serial", bad).unwrap_err().to_string();
+            assert!(error.contains("only letters, digits"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn guest_specs_refuse_bad_and_duplicate_serials() {
+        let good = spec_with_disks(vec![disk("/d/root", None), disk("/d/a", Some("a")), disk("/d/b", Some("b"))]);
+        assert!(guest_spec(&good).is_ok());
+        let bad = spec_with_disks(vec![disk("/d/root", None), disk("/d/a", Some("a,id=x"))]);
+        let error = guest_spec(&bad).unwrap_err().to_string();
+        assert!(error.contains("serial of disk 1"), "{error}");
+        let twice = spec_with_disks(vec![disk("/d/root", Some("a")), disk("/d/a", Some("a"))]);
+        assert!(guest_spec(&twice).unwrap_err().to_string().contains("used twice"));
+        let same_path = spec_with_disks(vec![disk("/d/root", None), disk("/d/root", Some("a"))]);
+        assert!(guest_spec(&same_path).unwrap_err().to_string().contains("path of disk 1"));
     }
 
     #[test]

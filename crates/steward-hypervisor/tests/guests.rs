@@ -173,11 +173,16 @@ async fn a_guest_with_a_disk_a_config_drive_and_a_nic_runs_inside_the_namespace(
     let disk = test_host.path("root.qcow2");
     host.disk_create(&disk, 16 << 20).await.unwrap();
     let config_drive = test_host.path("cidata.img");
-    let drive =
-        ConfigDrive { instance_id: "vs-9".to_owned(), hostname: "net01".to_owned(), nics: vec![], scripts: vec![] };
+    let drive = ConfigDrive {
+        instance_id: "vs-9".to_owned(),
+        hostname: "net01".to_owned(),
+        nics: vec![],
+        scripts: vec![],
+        environment: Default::default(),
+    };
     host.config_drive_write(&config_drive, &drive).await.unwrap();
     let mut spec = idle_guest("net01", idle_firmware(&test_host));
-    spec.disks = vec![DiskAttachment { path: disk.clone(), format: DiskFormat::Qcow2 }];
+    spec.disks = vec![DiskAttachment { path: disk.clone(), format: DiskFormat::Qcow2, serial: None }];
     spec.config_drive = Some(config_drive);
     spec.nics =
         vec![Nic { network: "lan".to_owned(), tap: "tapnet01".to_owned(), mac: "52:54:00:aa:00:01".to_owned() }];

@@ -184,7 +184,13 @@ async fn sealing_refuses_a_filesystem_it_cannot_edit() {
     let test_host = support::TestHost::new();
     let host = test_host.open();
     let vfat = test_host.path("cidata.img");
-    let drive = ConfigDrive { instance_id: "i".to_owned(), hostname: "h".to_owned(), nics: vec![], scripts: vec![] };
+    let drive = ConfigDrive {
+        instance_id: "i".to_owned(),
+        hostname: "h".to_owned(),
+        nics: vec![],
+        scripts: vec![],
+        environment: Default::default(),
+    };
     host.config_drive_write(&vfat, &drive).await.unwrap();
     let image = test_host.path("vfat.qcow2");
     to_qcow2(&vfat, &image);

@@ -269,6 +269,10 @@ fn an_s390x_guest_is_deployed_and_personalized() {
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(script.path(), "echo \"personalized on $(uname -m) as $(hostname)\"\n").unwrap();
     let script_flag = format!("hello={}", script.path().display());
+    // The wrapper records each script's exit code where the agent reads it; the next script can see it.
+    let check = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(check.path(), "echo \"hello recorded $(cat /var/lib/steward/personalization/hello)\"\n").unwrap();
+    let check_flag = format!("check={}", check.path().display());
     server.cli_ok(&[
         "virtual-servers",
         "deploy",
@@ -283,6 +287,8 @@ fn an_s390x_guest_is_deployed_and_personalized() {
         "10.79.0.1",
         "--script",
         &script_flag,
+        "--script",
+        &check_flag,
         "--start",
     ]);
     let text = eventually("the s390x guest is personalized", Duration::from_secs(120), || {
@@ -292,6 +298,8 @@ fn an_s390x_guest_is_deployed_and_personalized() {
     assert!(text.contains("hostname=zeta"), "{text}");
     assert!(text.contains("10.79.0.5/24"), "{text}");
     assert!(text.contains("personalized on s390x as zeta"), "{text}");
+    assert!(text.contains("hello recorded 0"), "{text}");
+    assert!(text.contains("steward-personalize: check exit 0"), "{text}");
     let stopped = server.cli_json(&["virtual-servers", "stop", "zguest", "--timeout", "60"]);
     assert_eq!(stopped["power"], "stopped");
     server.cli_ok(&["virtual-servers", "delete", "zguest"]);

@@ -26,6 +26,7 @@ use crate::qemu::QemuHost;
 use crate::qemu::cmdline::{self, GuestPaths};
 use crate::qemu::command;
 use crate::qemu::cpu_share;
+use crate::qemu::live;
 use crate::qemu::processes;
 use crate::qemu::qmp::QmpClient;
 use crate::types::{
@@ -58,13 +59,18 @@ fn adopted_running(paths: &GuestPaths) -> Option<Adopted> {
     })
 }
 
+/// The pid of the adopted process, if the guest has one and it still runs.
+pub(crate) fn adopted_pid(paths: &GuestPaths) -> Option<u32> {
+    adopted_running(paths).map(|adopted| adopted.pid)
+}
+
 /// How long QEMU may take to exit after QMP `quit`, and the process after SIGKILL.
 const EXIT_AFTER_QUIT: Duration = Duration::from_secs(5);
 /// How often a waiting loop looks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 impl QemuHost {
-    fn guest_paths(&self, name: &str) -> Result<GuestPaths> {
+    pub(crate) fn guest_paths(&self, name: &str) -> Result<GuestPaths> {
         validate::guest_name(name)?;
         Ok(GuestPaths { directory: self.guests_directory.join(name) })
     }
@@ -404,7 +410,8 @@ impl QemuHost {
         self.start(name).await
     }
 
-    /// The definition with what is live.
+    /// The definition with what is live: the process's command line (`live`; it does not show devices plugged
+    /// in later), the run state, the CPU share, and the NICs and disks QMP reports (`live_devices`).
     pub async fn describe_guest(&self, name: &str) -> Result<GuestDescription> {
         let paths = self.guest_paths(name)?;
         let spec = self.read_definition(name)?;
@@ -415,13 +422,30 @@ impl QemuHost {
                 live: None,
                 run_state: None,
                 live_cpu_share: None,
+                live_devices: None,
             });
         };
-        let live = processes::read_cmdline(pid)
-            .and_then(|arguments| processes::listing_from_cmdline(pid, &arguments, &self.guests_directory));
-        let run_state = match QmpClient::connect(name, &paths.qmp_socket()).await {
-            Ok(mut client) => client.run_state().await.ok(),
-            Err(_) => None,
+        let arguments = processes::read_cmdline(pid);
+        let live = arguments
+            .as_ref()
+            .and_then(|arguments| processes::listing_from_cmdline(pid, arguments, &self.guests_directory));
+        let qmp_socket = match read_adopted(&paths) {
+            Some(adopted) if adopted.pid == pid => adopted.qmp_socket,
+            _ => Some(paths.qmp_socket()),
+        };
+        let (run_state, live_devices) = match &qmp_socket {
+            Some(socket) => match QmpClient::connect(name, socket).await {
+                Ok(mut client) => {
+                    let run_state = client.run_state().await.ok();
+                    let devices = live::query_live_devices(&mut client, &spec, arguments.as_deref()).await;
+                    if let Err(error) = &devices {
+                        tracing::warn!(guest = name, error = %error, "cannot read the devices of the running guest");
+                    }
+                    (run_state, devices.ok())
+                }
+                Err(_) => (None, None),
+            },
+            None => (None, None),
         };
         // The nice value is coarser than the share, so a share whose nice value is in effect is reported as is.
         let live_cpu_share = cpu_share::current_share(pid).map(|share| {
@@ -431,7 +455,7 @@ impl QemuHost {
                 share
             }
         });
-        Ok(GuestDescription { spec, state: GuestState::Running { pid }, live, run_state, live_cpu_share })
+        Ok(GuestDescription { spec, state: GuestState::Running { pid }, live, run_state, live_cpu_share, live_devices })
     }
 
     /// The last `max_bytes` of the console log (lossily decoded).

@@ -8,7 +8,7 @@
 //! ROOT/
 //!   guests/<name>/guest.json    the definition (QEMU has none of its own; written atomically)
 //!                 qemu.pid      pid of the running QEMU (-pidfile)
-//!                 qmp.sock      the QEMU monitor (QMP)
+//!                 qmp.sock      the QEMU monitor (QMP; `QemuHost::qmp_socket`)
 //!                 agent.sock    the management channel, when the guest has one
 //!                 console.log   the guest's console
 //!                 qemu.log      what QEMU printed while starting
@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Modules: `probe` (emulators, accelerator), `disk` and `seal` (qcow2 images), `network` (namespace, bridges,
-//! taps), `guest` (definitions and the process lifecycle), `cmdline` (the QEMU command line), `qmp` (the
-//! monitor client), `processes` (the /proc scan), `cpu_share` (scheduler weight), `firmware` (tiny firmware
+//! taps), `guest` (definitions and the process lifecycle), `cmdline` (the QEMU command line and device ids),
+//! `live` (devices of a running guest: `describe_guest`'s live devices, `sync_live`), `qmp` (the monitor
+//! client, public), `processes` (the /proc scan), `cpu_share` (scheduler weight), `firmware` (tiny firmware
 //! images), `command` (running helper programs).
 
 pub mod cmdline;
@@ -26,6 +27,7 @@ pub mod cpu_share;
 pub mod disk;
 pub mod firmware;
 pub mod guest;
+pub mod live;
 pub mod network;
 pub mod probe;
 pub mod processes;
@@ -43,7 +45,7 @@ use crate::fsutil;
 use crate::hypervisor::{Hypervisor, HypervisorFuture};
 use crate::types::{
     ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
-    GuestState, HostFacts, StartOutcome, StopOutcome,
+    GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
 };
 
 /// How to open a `QemuHost`.
@@ -66,6 +68,7 @@ pub struct QemuHost {
     search_path: OsString,
     networks: network::Networks,
     guest_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    unplug_timeout: Duration,
 }
 
 impl QemuHost {
@@ -87,7 +90,20 @@ impl QemuHost {
             guests_directory,
             search_path,
             guest_locks: std::sync::Mutex::new(HashMap::new()),
+            unplug_timeout: live::DEFAULT_UNPLUG_TIMEOUT,
         })
+    }
+
+    /// Changes how long `sync_live` waits for a running guest to release a device it removes (default
+    /// `live::DEFAULT_UNPLUG_TIMEOUT`).
+    pub fn with_unplug_timeout(mut self, timeout: Duration) -> Self {
+        self.unplug_timeout = timeout;
+        self
+    }
+
+    /// How long `sync_live` waits for a running guest to release a device.
+    pub fn unplug_timeout(&self) -> Duration {
+        self.unplug_timeout
     }
 
     /// The storage directory.
@@ -181,6 +197,10 @@ impl Hypervisor for QemuHost {
 
     fn describe_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestDescription> {
         Box::pin(QemuHost::describe_guest(self, name))
+    }
+
+    fn sync_live<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, LiveSync> {
+        Box::pin(QemuHost::sync_live(self, name))
     }
 
     fn console_log<'a>(&'a self, name: &'a str, max_bytes: usize) -> HypervisorFuture<'a, String> {

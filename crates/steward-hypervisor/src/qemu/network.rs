@@ -57,6 +57,17 @@ impl Networks {
         command::run(&Self::ip()?, &full, command::DEFAULT_TIMEOUT).await
     }
 
+    /// Whether process `pid` runs inside this host's namespace (where its taps are); false when either is gone.
+    pub fn process_in_namespace(&self, pid: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let namespace = std::fs::metadata(std::path::Path::new("/run/netns").join(&self.namespace));
+        let process = std::fs::metadata(format!("/proc/{pid}/ns/net"));
+        match (namespace, process) {
+            (Ok(namespace), Ok(process)) => namespace.dev() == process.dev() && namespace.ino() == process.ino(),
+            _ => false,
+        }
+    }
+
     /// Whether the namespace exists.
     pub async fn namespace_exists(&self) -> Result<bool> {
         Ok(std::path::Path::new("/run/netns").join(&self.namespace).exists())

@@ -43,7 +43,7 @@ pub fn emulator_arch(arguments: &[String]) -> Option<Option<Arch>> {
 }
 
 /// The value following `option` (`-name`, `-m`, ...), first occurrence.
-fn option_value<'a>(arguments: &'a [String], option: &str) -> Option<&'a str> {
+pub(crate) fn option_value<'a>(arguments: &'a [String], option: &str) -> Option<&'a str> {
     let position = arguments.iter().position(|argument| argument == option || argument == &format!("-{option}"))?;
     arguments.get(position + 1).map(String::as_str)
 }
@@ -75,7 +75,7 @@ pub fn escape_qemu_value(value: &str) -> String {
 }
 
 /// The value of `key=` in a QEMU option string, or the leading implied value when `key` is the implied one.
-fn option_field(value: &str, key: &str, implied: bool) -> Option<String> {
+pub(crate) fn option_field(value: &str, key: &str, implied: bool) -> Option<String> {
     let parts = split_qemu_options(value);
     for (index, part) in parts.iter().enumerate() {
         if let Some(found) = part.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')) {

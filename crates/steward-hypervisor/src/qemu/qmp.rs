@@ -3,6 +3,20 @@
 //! events (`{"event": ...}`) that arrive in between. Every read has a timeout, so a wedged QEMU cannot hang
 //! the caller.
 //!
+//! It is public so that tools and tests can act on a guest exactly as an operator would (detach a NIC behind
+//! Steward's back, for example). A refused command is `HypervisorError::QmpCommand` with QMP's error class;
+//! a dead or silent socket is `HypervisorError::QmpIo`. QEMU serves one monitor client at a time (others wait
+//! unanswered), so a caller closes its connection (drops the client) as soon as it is done.
+//!
+//! ```no_run
+//! # async fn example(host: &steward_hypervisor::qemu::QemuHost) -> steward_hypervisor::Result<()> {
+//! use steward_hypervisor::qemu::qmp::QmpClient;
+//! let mut monitor = QmpClient::connect("web01", &host.qmp_socket("web01")?).await?;
+//! monitor.execute("device_del", Some(serde_json::json!({ "id": "nic-525400123456" }))).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```text
 //!  client                         QEMU
 //!    | <---- {"QMP": {...}} ------- |   greeting
@@ -62,6 +76,11 @@ impl QmpClient {
         Ok(client)
     }
 
+    /// The guest this monitor belongs to (for messages).
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
     fn protocol_error(&self, message: String) -> HypervisorError {
         HypervisorError::Qmp { guest: self.guest.clone(), message }
     }
@@ -95,7 +114,8 @@ impl QmpClient {
         }
     }
 
-    /// Runs `command` (with `arguments`) and returns its `return` value.
+    /// Runs `command` (with `arguments`) and returns its `return` value; a refused command is
+    /// `HypervisorError::QmpCommand`.
     pub async fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
         let mut request = json!({ "execute": command });
         if let Some(arguments) = arguments {
@@ -113,8 +133,14 @@ impl QmpClient {
                 return Ok(value.clone());
             }
             if let Some(error) = message.get("error") {
-                let description = error.get("desc").and_then(Value::as_str).unwrap_or("no description");
-                return Err(self.protocol_error(format!("{command} failed: {description}")));
+                let text =
+                    |key: &str, default: &str| error.get(key).and_then(Value::as_str).unwrap_or(default).to_owned();
+                return Err(HypervisorError::QmpCommand {
+                    guest: self.guest.clone(),
+                    command: command.to_owned(),
+                    class: text("class", "GenericError"),
+                    description: text("desc", "no description"),
+                });
             }
             if let Some(event) = message.get("event") {
                 tracing::debug!(guest = self.guest, %event, "QMP event while waiting for a reply");

@@ -37,6 +37,25 @@ pub fn can_create_namespaces() -> bool {
     root
 }
 
+/// The directory of the starter guest image for `arch` (`cargo xtask images`): `$STEWARD_IMAGES/<arch>` when
+/// that variable is set, the workspace's `target/images/<arch>` otherwise. Missing, the test is skipped (a
+/// failure under `CI=true`).
+pub fn starter_image(arch: &str) -> Option<PathBuf> {
+    let base = match std::env::var_os("STEWARD_IMAGES") {
+        Some(directory) => PathBuf::from(directory),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images"),
+    };
+    let directory = base.join(arch);
+    if directory.join("template.json").exists() {
+        return Some(directory);
+    }
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("the {arch} starter image is missing in {}: run `cargo xtask images`", directory.display());
+    }
+    eprintln!("skipping: the {arch} starter image is missing in {} (run `cargo xtask images`)", directory.display());
+    None
+}
+
 /// A namespace name unique to this test process and call.
 pub fn unique_namespace() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -423,6 +423,7 @@ pub async fn virtual_server_deploy(
                             body: script.body.clone(),
                         })
                         .collect(),
+                    environment: Default::default(),
                 },
             )
         });
@@ -825,7 +826,7 @@ pub async fn virtual_server_register(
             cpus,
             memory_mib,
             cpu_share: steward_types::api::server_templates::DEFAULT_CPU_SHARE,
-            disks: vec![DiskAttachment { path: disk.clone(), format }],
+            disks: vec![DiskAttachment { path: disk.clone(), format, serial: None }],
             config_drive: None,
             nics: Vec::new(),
             boot,

@@ -39,7 +39,11 @@ pub fn blank_spec(params: &Params, driver: &hosts::Driver) -> GuestSpec {
         memory_mib: params.memory_mib,
         cpu_share: params.cpu_share,
         disks: (0..params.disks.len())
-            .map(|index| DiskAttachment { path: driver.disk_path(&params.name, index), format: DiskFormat::Qcow2 })
+            .map(|index| DiskAttachment {
+                path: driver.disk_path(&params.name, index),
+                format: DiskFormat::Qcow2,
+                serial: None,
+            })
             .collect(),
         config_drive: None,
         nics: params.nics.clone(),

@@ -73,7 +73,7 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
                 params.previous_spec = Some(current.clone());
             }
             let mut spec = params.previous_spec.clone().unwrap_or(current);
-            let boot_disk = DiskAttachment { path: params.new_disk.clone(), format: DiskFormat::Qcow2 };
+            let boot_disk = DiskAttachment { path: params.new_disk.clone(), format: DiskFormat::Qcow2, serial: None };
             if spec.disks.is_empty() {
                 spec.disks.push(boot_disk);
             } else {
