@@ -170,6 +170,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if attached > 0 || resumed > 0 {
         tracing::info!(attached, resumed, "re-attached to running guests and resumed unfinished operations");
     }
+    app::complexes::reconciler::spawn(state.clone());
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(gateway::serve(

@@ -10,7 +10,9 @@
 //! backend needs its own migrations and pool type, not new queries.
 
 pub mod audit;
+pub mod complexes;
 pub mod enrollment;
+pub mod events;
 pub mod groups;
 pub mod hosts;
 pub mod operations;

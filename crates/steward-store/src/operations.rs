@@ -25,12 +25,15 @@ pub struct NewOperation<'a> {
     pub steps: &'a [&'a str],
     pub params: &'a serde_json::Value,
     pub created_by: &'a str,
+    /// The operation that drives this one (a complex operation drives one child per member).
+    pub parent: Option<OperationId>,
 }
 
 pub async fn insert(conn: &mut Conn, new: &NewOperation<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO operations (id, kind, target_kind, target_id, target_name, state, params, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8)",
+        "INSERT INTO operations (id, kind, target_kind, target_id, target_name, state, params, created_by, created_at,
+            parent_id)
+         VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)",
     )
     .bind(new.id.to_string())
     .bind(new.kind)
@@ -40,6 +43,7 @@ pub async fn insert(conn: &mut Conn, new: &NewOperation<'_>) -> Result<()> {
     .bind(new.params.to_string())
     .bind(new.created_by)
     .bind(Timestamp::now().millis())
+    .bind(new.parent.map(|parent| parent.to_string()))
     .execute(&mut *conn)
     .await?;
     for (position, name) in new.steps.iter().enumerate() {
@@ -76,13 +80,14 @@ async fn steps(conn: &mut Conn, id: &str) -> Result<Vec<OperationStep>> {
 }
 
 const COLUMNS: &str = "SELECT id, kind, target_kind, target_id, target_name, state, params, error, created_by,
-    created_at, finished_at FROM operations";
+    created_at, finished_at, parent_id FROM operations";
 
 async fn from_row(conn: &mut Conn, row: &sqlx::sqlite::SqliteRow) -> Result<OperationRecord> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     let params: String = row.try_get("params")?;
     let error: Option<String> = row.try_get("error")?;
+    let parent: Option<String> = row.try_get("parent_id")?;
     let steps = steps(conn, &id).await?;
     let done = steps.iter().filter(|step| step.state == StepState::Done).count() as u32;
     Ok(OperationRecord {
@@ -102,6 +107,7 @@ async fn from_row(conn: &mut Conn, row: &sqlx::sqlite::SqliteRow) -> Result<Oper
             created_by: row.try_get("created_by")?,
             created_at: Timestamp(row.try_get("created_at")?),
             finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+            parent: parent.as_deref().and_then(OperationId::parse),
         },
         target_id: row.try_get("target_id")?,
         params: serde_json::from_str(&params).map_err(|error| corrupt("operation parameters", error))?,
@@ -149,10 +155,12 @@ pub async fn list(
     Ok((operations, next))
 }
 
-/// Operations the engine must drive on: still running, unwinding, or left with a failed undo.
+/// Operations the engine must drive on: still running, unwinding, or left with a failed undo. Child operations
+/// are left out: their parent drives them.
 pub async fn unfinished(conn: &mut Conn) -> Result<Vec<OperationId>> {
     let rows = sqlx::query(
-        "SELECT id FROM operations WHERE state IN ('running', 'unwinding', 'unwind_failed') ORDER BY created_at",
+        "SELECT id FROM operations WHERE state IN ('running', 'unwinding', 'unwind_failed') AND parent_id IS NULL
+         ORDER BY created_at",
     )
     .fetch_all(conn)
     .await?;
@@ -162,6 +170,19 @@ pub async fn unfinished(conn: &mut Conn) -> Result<Vec<OperationId>> {
             OperationId::parse(&id).ok_or_else(|| corrupt("operation id", unexpected_value(&id)))
         })
         .collect()
+}
+
+/// The operations a parent operation drives, oldest first.
+pub async fn children(conn: &mut Conn, parent: OperationId) -> Result<Vec<Operation>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE parent_id = $1 ORDER BY created_at, id")))
+        .bind(parent.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut operations = Vec::with_capacity(rows.len());
+    for row in &rows {
+        operations.push(from_row(conn, row).await?.operation);
+    }
+    Ok(operations)
 }
 
 /// The unfinished operation acting on a target, if any (one at a time per resource).

@@ -42,7 +42,7 @@ pub struct VirtualServerRecord {
     pub state: VirtualServerState,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<VirtualServerRecord> {
+pub(crate) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<VirtualServerRecord> {
     let host: String = row.try_get("host_id")?;
     let state: String = row.try_get("state")?;
     Ok(VirtualServerRecord {
@@ -90,6 +90,16 @@ pub async fn update(
         .bind(os_template.map(|id| id.to_string()))
         .bind(server.system.map(|id| id.to_string()))
         .bind(state.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the document alone (the deployed OS template and the state stay).
+pub async fn set_document(conn: &mut Conn, server: &VirtualServer) -> Result<()> {
+    sqlx::query("UPDATE virtual_servers SET data = $2 WHERE id = $1")
+        .bind(server.id.to_string())
+        .bind(to_document("virtual server", server)?)
         .execute(conn)
         .await?;
     Ok(())
@@ -149,17 +159,36 @@ pub async fn nic_insert(
     position: u32,
     network: NetworkId,
     mac: &str,
+    address: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO virtual_server_nics (virtual_server_id, position, network_id, mac) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO virtual_server_nics (virtual_server_id, position, network_id, mac, address)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(server.to_string())
     .bind(position as i64)
     .bind(network.to_string())
     .bind(mac)
+    .bind(address)
     .execute(conn)
     .await
-    .map_err(conflict_as(format!("MAC address {mac}")))?;
+    .map_err(conflict_as(format!("MAC address {mac} or address {}", address.unwrap_or("-"))))?;
+    Ok(())
+}
+
+pub async fn nic_delete(conn: &mut Conn, mac: &str) -> Result<()> {
+    sqlx::query("DELETE FROM virtual_server_nics WHERE mac = $1").bind(mac).execute(conn).await?;
+    Ok(())
+}
+
+/// Changes the static address a NIC holds (the address alone, without prefix).
+pub async fn nic_set_address(conn: &mut Conn, mac: &str, address: Option<&str>) -> Result<()> {
+    sqlx::query("UPDATE virtual_server_nics SET address = $2 WHERE mac = $1")
+        .bind(mac)
+        .bind(address)
+        .execute(conn)
+        .await
+        .map_err(conflict_as(format!("address {}", address.unwrap_or("-"))))?;
     Ok(())
 }
 

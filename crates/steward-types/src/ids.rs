@@ -83,3 +83,11 @@ typed_id!(
     /// A long-running operation (a saga).
     OperationId
 );
+typed_id!(
+    /// A server complex: a tiered group of cloned guests with enforced properties.
+    ComplexId
+);
+typed_id!(
+    /// An event (a monitor raised or cleared, a complex member deviating, ...).
+    EventId
+);

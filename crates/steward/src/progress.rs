@@ -198,6 +198,7 @@ mod tests {
             created_by: "admin".into(),
             created_at: Timestamp(0),
             finished_at: None,
+            parent: None,
         }
     }
 

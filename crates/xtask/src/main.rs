@@ -11,6 +11,7 @@ mod api;
 mod enroll;
 mod images;
 mod p1_clone;
+mod p1_complex;
 mod p3_boot;
 mod provision;
 mod report;
@@ -52,6 +53,9 @@ enum Bench {
     /// Not part of `all` (about 6 minutes): clone cost per guest, overlay vs full copy, and 100 creates+deploys.
     #[value(name = "p1-clone")]
     P1Clone,
+    /// Not part of `all` (about 2 minutes): add 100 complex members on overlays, then 100 with full copies.
+    #[value(name = "p1-complex")]
+    P1Complex,
     /// Not part of `all` (about 3 minutes for 10 runs per architecture): API call to a booted, registered guest.
     #[value(name = "p3-boot")]
     P3Boot,
@@ -98,7 +102,7 @@ pub struct BenchArgs {
     /// P1: virtual servers deployed per image and clone method (one at a time).
     #[arg(long, default_value_t = 30)]
     pub guests: usize,
-    /// P1: virtual servers created and deployed at once for the control-plane figure.
+    /// P1: virtual servers created and deployed at once for the control-plane figure; p1-complex: members added.
     #[arg(long, default_value_t = 100)]
     pub control_plane_guests: usize,
     /// P1: sizes in MiB of the random-data images imported next to the starter image (comma-separated).
@@ -188,6 +192,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             Bench::P11Enrollment => enroll::run(&paths, &args).await,
             Bench::P12ApiLatency => api::run(&paths, &args).await,
             Bench::P1Clone => p1_clone::run(&paths, &args).await,
+            Bench::P1Complex => p1_complex::run(&paths, &args).await,
             Bench::P3Boot => p3_boot::run(&paths, &args).await,
         }
     })

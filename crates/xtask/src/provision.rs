@@ -188,6 +188,38 @@ impl ProvisionApi {
         }
     }
 
+    /// `POST /complexes` with a definition document; the complex is on host `local`.
+    pub async fn complex_create(&self, name: &str, definition: &Value) -> anyhow::Result<()> {
+        let body = json!({ "name": name, "host": "local", "definition": definition });
+        self.expect(Method::POST, "/complexes", Some(&body)).await.map(drop)
+    }
+
+    pub async fn complex_delete(&self, name: &str) -> anyhow::Result<()> {
+        self.expect(Method::DELETE, &format!("/complexes/{name}"), None).await.map(drop)
+    }
+
+    /// `POST /complexes/{name}/add-members`, members defined but not started; returns the parent operation and
+    /// when the request was sent (Unix milliseconds).
+    pub async fn complex_add_members(
+        &self,
+        name: &str,
+        tier: &str,
+        count: usize,
+        clone: CloneMethod,
+        parallel: usize,
+    ) -> anyhow::Result<(Operation, i64)> {
+        let body =
+            json!({ "tier": tier, "count": count, "start": false, "clone": clone.as_str(), "parallel": parallel });
+        let sent = unix_millis_now();
+        let operation = self.accepted(Method::POST, &format!("/complexes/{name}/add-members"), Some(&body)).await?;
+        Ok((operation, sent))
+    }
+
+    pub async fn complex_remove_members(&self, name: &str, members: &[String]) -> anyhow::Result<Operation> {
+        let body = json!({ "members": members });
+        self.accepted(Method::POST, &format!("/complexes/{name}/remove-members"), Some(&body)).await
+    }
+
     /// The last `bytes` of a virtual server's console.
     pub async fn console(&self, name: &str, bytes: usize) -> anyhow::Result<String> {
         let value = self.expect(Method::GET, &format!("/virtual-servers/{name}/console?bytes={bytes}"), None).await?;

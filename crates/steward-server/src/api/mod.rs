@@ -7,7 +7,9 @@
 //! every mutation through `audit::finish` so the audit record shares the change's transaction.
 
 pub mod audit;
+pub mod complexes;
 pub mod enrollment;
+pub mod events;
 pub mod extract;
 pub mod groups;
 pub mod health;
@@ -58,6 +60,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         virtual_servers::virtual_server_start, virtual_servers::virtual_server_stop, virtual_servers::virtual_server_restart,
         virtual_servers::virtual_server_capture, virtual_servers::virtual_server_console,
         operations::operation_list, operations::operation_show,
+        complexes::complex_list, complexes::complex_create, complexes::complex_show, complexes::complex_update,
+        complexes::complex_delete, complexes::complex_add_members, complexes::complex_remove_members,
+        complexes::complex_check, complexes::complex_apply, complexes::complex_adopt,
+        events::event_list,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -143,6 +149,17 @@ pub fn router(state: AppState) -> Router {
         .route("/virtual-servers/{virtual_server}/console", get(virtual_servers::virtual_server_console))
         .route("/operations", get(operations::operation_list))
         .route("/operations/{operation}", get(operations::operation_show))
+        .route("/complexes", get(complexes::complex_list).post(complexes::complex_create))
+        .route(
+            "/complexes/{complex}",
+            get(complexes::complex_show).put(complexes::complex_update).delete(complexes::complex_delete),
+        )
+        .route("/complexes/{complex}/add-members", post(complexes::complex_add_members))
+        .route("/complexes/{complex}/remove-members", post(complexes::complex_remove_members))
+        .route("/complexes/{complex}/check", post(complexes::complex_check))
+        .route("/complexes/{complex}/apply", post(complexes::complex_apply))
+        .route("/complexes/{complex}/adopt", post(complexes::complex_adopt))
+        .route("/events", get(events::event_list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

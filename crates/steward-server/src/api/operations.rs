@@ -24,6 +24,8 @@ pub struct OperationStart<'a, P: Serialize> {
     pub target_id: String,
     pub target_name: &'a str,
     pub params: &'a P,
+    /// The operation that drives this one (see `steward_store::operations::NewOperation::parent`).
+    pub parent: Option<OperationId>,
 }
 
 /// Records the operation in `tx` (after refusing if another one acts on the same target).
@@ -52,6 +54,7 @@ pub async fn operation_record<P: Serialize>(
             steps: start.steps,
             params: &params,
             created_by: &caller.user.name,
+            parent: start.parent,
         },
     )
     .await?;

@@ -180,6 +180,7 @@ pub async fn os_template_import(
                 target_id: template.id.to_string(),
                 target_name: &template.name,
                 params: &params,
+                parent: None,
             },
         )
         .await

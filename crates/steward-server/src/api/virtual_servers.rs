@@ -115,7 +115,7 @@ pub async fn virtual_server_show(
 }
 
 /// A locally administered MAC address in QEMU's range, not yet given to any NIC.
-async fn fresh_mac(conn: &mut steward_store::Conn) -> ApiResult<String> {
+pub(crate) async fn fresh_mac(conn: &mut steward_store::Conn) -> ApiResult<String> {
     for _ in 0..16 {
         let bytes: [u8; 3] = rand::random();
         let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2]);
@@ -254,7 +254,7 @@ pub async fn virtual_server_create(
         )
         .await?;
         for (position, (network, nic)) in nics.iter().enumerate() {
-            steward_store::virtual_servers::nic_insert(&mut tx, id, position as u32, *network, &nic.mac).await?;
+            steward_store::virtual_servers::nic_insert(&mut tx, id, position as u32, *network, &nic.mac, None).await?;
         }
         let (kind, steps) = (sagas::virtual_server_create::KIND, sagas::virtual_server_create::STEPS);
         record_on(&mut tx, &caller, OperationId::new(), &server, kind, steps, &params).await
@@ -493,6 +493,7 @@ async fn record_on<P: Serialize>(
             target_id: server.id.to_string(),
             target_name: &server.name,
             params,
+            parent: None,
         },
     )
     .await

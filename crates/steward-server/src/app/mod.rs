@@ -2,6 +2,7 @@
 //!
 //! **Architecture invariant:** no SQL here (that is `steward-store`), no HTTP (that is `api`).
 
+pub mod complexes;
 pub mod groups;
 pub mod hosts;
 pub mod inventory;

@@ -3,7 +3,9 @@
 //! Request types deny unknown fields so that a misspelt field is an error, not silently ignored.
 
 pub mod audit;
+pub mod complexes;
 pub mod enrollment;
+pub mod events;
 pub mod groups;
 pub mod hosts;
 pub mod networks;

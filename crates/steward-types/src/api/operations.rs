@@ -104,6 +104,9 @@ pub struct Operation {
     pub created_by: String,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The operation that drives this one, for the per-member operations of a complex operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<OperationId>,
 }
 
 /// The `202 Accepted` answer of an action that runs as an operation.

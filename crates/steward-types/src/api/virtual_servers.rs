@@ -98,7 +98,7 @@ pub struct NicSettings {
 }
 
 /// A script run once in the guest at its first boot (NoCloud user-data).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonalizationScript {
     pub name: String,

@@ -3,7 +3,9 @@
 //! exit code ([`Finished`]).
 
 mod audit;
+mod complexes;
 mod enrollment;
+mod events;
 mod groups;
 mod hosts;
 mod networks;
@@ -85,6 +87,12 @@ enum Command {
     /// Run a command on a system and exit with its exit code (124: timed out and killed, 128+N: killed by signal
     /// N, 255: could not be run).
     Run(run::RunArgs),
+    /// Server complexes: tiered groups of cloned guests whose properties are enforced and checked.
+    #[command(subcommand)]
+    Complexes(complexes::ComplexesCommand),
+    /// Events (complex deviations, ...).
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -99,6 +107,15 @@ impl Finished {
     fn text(stdout: String) -> Self {
         Self { stdout, ..Self::default() }
     }
+}
+
+/// A command's output with a non-zero exit code (a consistency check that found deviations), returned as an
+/// error so that commands keep returning their text.
+#[derive(Debug, thiserror::Error)]
+#[error("exit with code {code}")]
+pub struct ExitWithOutput {
+    pub output: String,
+    pub code: u8,
 }
 
 /// What every client command gets.
@@ -142,8 +159,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::OsTemplates(command) => os_templates::run(&context, command).await,
         Command::VirtualServers(command) => virtual_servers::run(&context, command).await,
         Command::Operations(command) => operations::run(&context, command).await,
+        Command::Complexes(command) => complexes::run(&context, command).await,
+        Command::Events(command) => events::run(&context, command).await,
     };
-    text.map(Finished::text)
+    match text {
+        Ok(text) => Ok(Finished::text(text)),
+        Err(error) => match error.downcast::<ExitWithOutput>() {
+            Ok(exit) => Ok(Finished { stdout: exit.output, exit_code: exit.code, ..Finished::default() }),
+            Err(error) => Err(error),
+        },
+    }
 }
 
 /// One line for the user: the server's message, or the chain of causes.

@@ -32,6 +32,19 @@ pub fn spawn(state: AppState, id: OperationId) {
     });
 }
 
+/// Drives a child operation in a task of its own once `limit` grants a permit (a parent operation drives its
+/// children this way; a task of its own also keeps the parent's future from containing the child's).
+pub fn spawn_limited(
+    state: AppState,
+    id: OperationId,
+    limit: std::sync::Arc<tokio::sync::Semaphore>,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    tokio::spawn(async move {
+        let _permit = limit.acquire_owned().await;
+        drive(&state, id).await
+    })
+}
+
 /// Picks up every operation a previous run of the server left unfinished.
 pub async fn resume_all(state: &AppState) -> Result<usize, StoreError> {
     let mut conn = state.store.conn().await?;

@@ -5,6 +5,9 @@
 //! **Architecture invariant:** a step never assumes it runs for the first time: after a crash it runs again, and
 //! after a failure its undo runs even if the step did only part of its work.
 
+pub mod complex_member_add;
+pub mod complex_member_apply;
+pub mod complex_members;
 pub mod engine;
 pub mod faults;
 pub mod os_template_import;
@@ -78,6 +81,12 @@ macro_rules! dispatch {
                     result
                 }
             )+
+            complex_members::ADD | complex_members::REMOVE | complex_members::APPLY => {
+                let mut typed: complex_members::Params = parse_params($kind, $params)?;
+                let result = complex_members::$verb($state, $kind, $step, &mut typed).await;
+                store_params(&typed, $params)?;
+                result
+            }
             other => Err(StepError::new(ErrorCode::Internal, format!("unknown operation kind {other:?}"))),
         }
     };
@@ -101,7 +110,9 @@ pub(crate) async fn run_step(
         virtual_server_power,
         virtual_server_capture,
         virtual_server_register,
-        os_template_import
+        os_template_import,
+        complex_member_add,
+        complex_member_apply
     )
 }
 
@@ -123,13 +134,15 @@ pub(crate) async fn undo_step(
         virtual_server_power,
         virtual_server_capture,
         virtual_server_register,
-        os_template_import
+        os_template_import,
+        complex_member_add,
+        complex_member_apply
     )
 }
 
 /// Steps that run after the point of no return: removing what the operation replaced.
 pub(crate) fn is_cleanup(kind: &str, step: &str) -> bool {
-    (kind, step) == (virtual_server_deploy::KIND, "discard_previous")
+    step == "discard_previous" && [virtual_server_deploy::KIND, complex_member_apply::KIND].contains(&kind)
 }
 
 fn unknown_step(kind: &str, step: &str) -> StepError {
