@@ -181,17 +181,6 @@ pub async fn nic_delete(conn: &mut Conn, mac: &str) -> Result<()> {
     Ok(())
 }
 
-/// Changes the static address a NIC holds (the address alone, without prefix).
-pub async fn nic_set_address(conn: &mut Conn, mac: &str, address: Option<&str>) -> Result<()> {
-    sqlx::query("UPDATE virtual_server_nics SET address = $2 WHERE mac = $1")
-        .bind(mac)
-        .bind(address)
-        .execute(conn)
-        .await
-        .map_err(conflict_as(format!("address {}", address.unwrap_or("-"))))?;
-    Ok(())
-}
-
 /// Whether a MAC address is already given to a NIC.
 pub async fn mac_taken(conn: &mut Conn, mac: &str) -> Result<bool> {
     let row = sqlx::query("SELECT COUNT(*) FROM virtual_server_nics WHERE mac = $1").bind(mac).fetch_one(conn).await?;

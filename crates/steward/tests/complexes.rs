@@ -127,6 +127,21 @@ fn bad_complex_input_is_refused_before_anything_is_created() {
     let stray = api.delete("/virtual-servers/web-1");
     assert_eq!(api.wait_operation(&stray)["state"], "succeeded");
     assert_eq!(api.wait_operation(&add("web", 1))["state"], "succeeded");
+    // The background reconciler notices when a tier's property changes under a member and records an event.
+    let mut raised =
+        json!({"reconcile_interval_seconds": 1, "tiers": [tier("web", Some(("lan", "10.12.0.10-10.12.0.11")))]});
+    raised["tiers"][0]["cpu_share"] = json!(300);
+    assert_eq!(api.send("PUT", "/complexes/shop", json!({"definition": raised})).status, 200);
+    let event = eventually("the reconciler records the deviation", Duration::from_secs(60), || {
+        let events = api.get("/events?type=complex.deviation&source=shop").body;
+        events["items"].as_array().unwrap().first().cloned()
+    });
+    assert_eq!(event["severity"], "warning", "{event:#}");
+    assert_eq!((&event["details"]["member"], &event["details"]["property"]), (&json!("web-1"), &json!("cpu_share")));
+    let complex = api.get("/complexes/shop").body;
+    assert_eq!(complex["deviations"], 1, "{complex:#}");
+    assert!(complex["last_checked_at"].is_string(), "{complex:#}");
+
     let renamed = json!({"definition": {"tiers": [{"name": "web", "server_template": "small", "os_template": "base", "naming": "www-{n}"}]}});
     refused(&api.send("PUT", "/complexes/shop", renamed), 409, "same templates and naming");
     refused(

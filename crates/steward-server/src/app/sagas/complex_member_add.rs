@@ -53,6 +53,15 @@ pub struct Params {
     pub scripts: Vec<String>,
 }
 
+impl Params {
+    /// The boot disk of the member (the first disk of its definition).
+    fn boot_disk(&self) -> StepResult<&std::path::Path> {
+        self.spec.disks.first().map(|disk| disk.path.as_path()).ok_or_else(|| {
+            StepError::new(ErrorCode::Internal, format!("the planned definition of {} has no disk", self.server.name))
+        })
+    }
+}
+
 pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResult {
     let driver = state.hosts.driver(params.host)?;
     let name = &params.server.name;
@@ -64,7 +73,7 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
             Ok(None)
         }
         "clone_disk" => {
-            let boot = &params.spec.disks[0].path;
+            let boot = params.boot_disk()?;
             if params.overlay {
                 driver.disk_overlay(boot, &params.image, params.image_format, Some(params.boot_disk_bytes)).await?;
                 Ok(Some("copy-on-write overlay".into()))
@@ -125,7 +134,7 @@ pub async fn undo(state: &AppState, step: &str, params: &mut Params) -> StepResu
     match step {
         "record" => hosts::virtual_server_forget(state, params.server.id, params.server.system).await,
         "clone_disk" => {
-            driver.disk_delete(&params.spec.disks[0].path).await?;
+            driver.disk_delete(params.boot_disk()?).await?;
             hosts::remove_directory_if_empty(&driver.guest_directory(&params.server.name)).await
         }
         "create_disks" => {
