@@ -185,6 +185,20 @@ fn show_complex(context: &Context, complex: &Complex) -> String {
     }
 }
 
+/// Runs a consistency check and prints its report; deviations make the command exit 1.
+async fn check(context: &Context, name: &str) -> anyhow::Result<String> {
+    let path = format!("/complexes/{}/check", segment(name));
+    let report: ConsistencyReport = context.client.post(&path, &serde_json::json!({})).await?;
+    let text = match context.format {
+        Format::Json => json(&report),
+        Format::Table => report_table(&report),
+    };
+    if report.deviations.is_empty() {
+        return Ok(text);
+    }
+    Err(ExitWithOutput { output: text, code: 1 }.into())
+}
+
 pub async fn run(context: &Context, command: ComplexesCommand) -> anyhow::Result<String> {
     let client = &context.client;
     let path = |name: &str, action: &str| format!("/complexes/{}{action}", segment(name));
@@ -247,17 +261,7 @@ pub async fn run(context: &Context, command: ComplexesCommand) -> anyhow::Result
                 client.start_operation(&path(&name, "/remove-members"), &ComplexMembersRemove { members }).await?;
             (name, operation, wait)
         }
-        ComplexesCommand::Check { name } => {
-            let report: ConsistencyReport = client.post(&path(&name, "/check"), &serde_json::json!({})).await?;
-            let text = match context.format {
-                Format::Json => json(&report),
-                Format::Table => report_table(&report),
-            };
-            if report.deviations.is_empty() {
-                return Ok(text);
-            }
-            return Err(ExitWithOutput { output: text, code: 1 }.into());
-        }
+        ComplexesCommand::Check { name } => return check(context, &name).await,
         ComplexesCommand::Apply { name, member, property, wait } => {
             let started: ComplexApplyStarted =
                 client.post(&path(&name, "/apply"), &ComplexApply { member, property }).await?;
@@ -275,7 +279,11 @@ pub async fn run(context: &Context, command: ComplexesCommand) -> anyhow::Result
                     );
                 }
             }
-            (name, operation, wait)
+            if let Outcome::Detached(text) = follow(context, operation, wait).await? {
+                return Ok(text);
+            }
+            // What the members look like now.
+            return check(context, &name).await;
         }
         ComplexesCommand::Adopt { name, member, property } => {
             let complex: Complex = client.post(&path(&name, "/adopt"), &ComplexAdopt { member, property }).await?;
