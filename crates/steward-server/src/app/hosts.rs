@@ -85,6 +85,24 @@ impl Driver {
         })
     }
 
+    /// Clones an OS template's image into a guest's boot disk: a copy-on-write overlay, or a full copy; returns
+    /// what it did, for the step's detail.
+    pub async fn clone_boot_disk(
+        &self,
+        disk: &Path,
+        image: &Path,
+        image_format: DiskFormat,
+        overlay: bool,
+        size_bytes: u64,
+    ) -> StepResult {
+        if overlay {
+            self.hypervisor.disk_overlay(disk, image, image_format, Some(size_bytes)).await?;
+            return Ok(Some("copy-on-write overlay".into()));
+        }
+        let report = self.hypervisor.disk_copy(image, disk, Some(size_bytes)).await?;
+        Ok(Some(format!("full copy, {} MiB at {:.0} MiB/s", report.bytes >> 20, report.bytes_per_second / 1_048_576.0)))
+    }
+
     /// The guest's status; a guest with no definition counts as stopped.
     pub async fn power(&self, name: &str) -> GuestState {
         self.hypervisor.status(name).await.unwrap_or(GuestState::Stopped)

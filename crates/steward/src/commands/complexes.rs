@@ -49,7 +49,7 @@ pub enum ComplexesCommand {
         #[arg(long)]
         no_start: bool,
         /// How boot disks are cloned: auto (copy-on-write when possible), overlay or copy.
-        #[arg(long, value_parser = clone_method)]
+        #[arg(long, value_parser = super::virtual_servers::clone_method)]
         clone: Option<CloneMethod>,
         /// Members cloned at the same time (default 4).
         #[arg(long)]
@@ -87,15 +87,6 @@ pub enum ComplexesCommand {
         #[arg(long)]
         property: String,
     },
-}
-
-fn clone_method(text: &str) -> Result<CloneMethod, String> {
-    match text {
-        "auto" => Ok(CloneMethod::Auto),
-        "overlay" => Ok(CloneMethod::Overlay),
-        "copy" => Ok(CloneMethod::Copy),
-        _ => Err(format!("{text:?} is not a clone method: use auto, overlay or copy")),
-    }
 }
 
 /// Reads a definition file: JSON when it parses as JSON, YAML otherwise; errors name the file and the place.

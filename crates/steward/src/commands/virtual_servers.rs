@@ -162,7 +162,7 @@ fn script(text: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_string(), PathBuf::from(file)))
 }
 
-fn clone_method(text: &str) -> Result<CloneMethod, String> {
+pub fn clone_method(text: &str) -> Result<CloneMethod, String> {
     match text {
         "auto" => Ok(CloneMethod::Auto),
         "overlay" => Ok(CloneMethod::Overlay),

@@ -74,6 +74,11 @@ impl Findings<'_> {
     }
 }
 
+/// Whether the member adopted `property` as not enforced.
+fn not_enforced(member: &MemberRecord, property: &str) -> bool {
+    member.adopted.get(property).map(String::as_str) == Some(NOT_ENFORCED)
+}
+
 /// Whether `property` is selected by a filter: equal, or the filter names its kind (`nic` selects `nic:lan`).
 pub fn property_selected(property: &str, filter: Option<&str>) -> bool {
     match filter {
@@ -187,7 +192,7 @@ fn guest_layer(findings: &mut Findings<'_>, desired: &Desired, member: &MemberRe
     }
     for nic in &desired.nics {
         let Some(address) = nic.address_text() else { continue };
-        if member.adopted.get(&format!("address:{}", nic.network)).map(String::as_str) == Some(NOT_ENFORCED) {
+        if not_enforced(member, &format!("address:{}", nic.network)) {
             continue;
         }
         let interface = inventory.interfaces.iter().find(|interface| interface.mac.eq_ignore_ascii_case(&nic.mac));
@@ -201,7 +206,7 @@ fn guest_layer(findings: &mut Findings<'_>, desired: &Desired, member: &MemberRe
     }
     for disk in &desired.disks {
         let property = format!("mount:{}", disk.mount_point);
-        if member.adopted.get(&property).map(String::as_str) == Some(NOT_ENFORCED) {
+        if not_enforced(member, &property) {
             continue;
         }
         let expected = format!("{} mounted", disk.filesystem);
@@ -219,7 +224,7 @@ fn guest_layer(findings: &mut Findings<'_>, desired: &Desired, member: &MemberRe
     }
     for script in &desired.scripts {
         let property = format!("script:{}", script.name);
-        if member.adopted.get(&property).map(String::as_str) == Some(NOT_ENFORCED) {
+        if not_enforced(member, &property) {
             continue;
         }
         match inventory.personalization.iter().find(|result| result.name == script.name) {

@@ -55,6 +55,15 @@ pub struct Desired {
     pub environment: BTreeMap<String, String>,
 }
 
+/// A tier's scripts as the driver runs them.
+pub fn tier_scripts(tier: &ResolvedTier) -> Vec<PersonalizationScript> {
+    tier.tier
+        .scripts
+        .iter()
+        .map(|script| PersonalizationScript { name: script.name.clone(), body: script.body.clone() })
+        .collect()
+}
+
 /// The tap device name of a member's NIC (at most 15 characters).
 pub fn tap_name(virtual_server: steward_types::VirtualServerId, position: usize) -> String {
     format!("st{}n{position}", &virtual_server.0.simple().to_string()[..9])

@@ -103,15 +103,7 @@ impl Context {
             nics,
             missing_networks,
             disks,
-            scripts: tier
-                .tier
-                .scripts
-                .iter()
-                .map(|script| steward_hypervisor::PersonalizationScript {
-                    name: script.name.clone(),
-                    body: script.body.clone(),
-                })
-                .collect(),
+            scripts: member::tier_scripts(tier),
             environment,
         })
     }

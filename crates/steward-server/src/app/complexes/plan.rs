@@ -161,15 +161,7 @@ pub async fn members_add(
             nics,
             missing_networks: Vec::new(),
             disks: tier.disks.clone(),
-            scripts: tier
-                .tier
-                .scripts
-                .iter()
-                .map(|script| steward_hypervisor::PersonalizationScript {
-                    name: script.name.clone(),
-                    body: script.body.clone(),
-                })
-                .collect(),
+            scripts: member::tier_scripts(tier),
         };
         let spec = member::guest_spec(driver, tier, &desired, personalized(tier));
         let mut blank_disks: Vec<_> = tier

@@ -73,14 +73,15 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
             Ok(None)
         }
         "clone_disk" => {
-            let boot = params.boot_disk()?;
-            if params.overlay {
-                driver.disk_overlay(boot, &params.image, params.image_format, Some(params.boot_disk_bytes)).await?;
-                Ok(Some("copy-on-write overlay".into()))
-            } else {
-                let report = driver.disk_copy(&params.image, boot, Some(params.boot_disk_bytes)).await?;
-                Ok(Some(format!("full copy, {} MiB", report.bytes >> 20)))
-            }
+            driver
+                .clone_boot_disk(
+                    params.boot_disk()?,
+                    &params.image,
+                    params.image_format,
+                    params.overlay,
+                    params.boot_disk_bytes,
+                )
+                .await
         }
         "create_disks" => {
             for (path, size) in &params.blank_disks {

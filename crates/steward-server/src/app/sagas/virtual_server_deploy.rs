@@ -46,19 +46,15 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
     let driver = state.hosts.driver(params.host)?;
     match step {
         "clone_disk" => {
-            if params.overlay {
-                driver
-                    .disk_overlay(&params.new_disk, &params.image, params.image_format, Some(params.disk_size_bytes))
-                    .await?;
-                Ok(Some("copy-on-write overlay".into()))
-            } else {
-                let report = driver.disk_copy(&params.image, &params.new_disk, Some(params.disk_size_bytes)).await?;
-                Ok(Some(format!(
-                    "full copy, {} MiB at {:.0} MiB/s",
-                    report.bytes >> 20,
-                    report.bytes_per_second / 1_048_576.0
-                )))
-            }
+            driver
+                .clone_boot_disk(
+                    &params.new_disk,
+                    &params.image,
+                    params.image_format,
+                    params.overlay,
+                    params.disk_size_bytes,
+                )
+                .await
         }
         "write_config_drive" => match &params.config_drive {
             Some((path, drive)) => {
