@@ -82,6 +82,9 @@ fn bad_provisioning_input_is_refused_with_a_clear_message_and_nothing_is_created
     let mut too_many = deploy("base", "10.5.0.2/24");
     too_many["nics"] = json!([{"address": "10.5.0.2/24"}, {"address": "10.5.0.3/24"}]);
     refused(&api.post("/virtual-servers/vm1/deploy", too_many), 422, "has 1");
+    let mut twice = deploy("base", "10.5.0.2/24");
+    twice["scripts"] = json!([{"name": "setup", "body": "true"}, {"name": "setup", "body": "false"}]);
+    refused(&api.post("/virtual-servers/vm1/deploy", twice), 422, "used twice");
     let mut unknown_field = deploy("base", "10.5.0.2/24");
     unknown_field["colour"] = json!("blue");
     refused(&api.post("/virtual-servers/vm1/deploy", unknown_field), 422, "colour");

@@ -350,6 +350,12 @@ pub async fn virtual_server_deploy(
         }
         for (index, script) in body.scripts.iter().enumerate() {
             validate::name(&format!("scripts[{index}].name"), &script.name)?;
+            if body.scripts[..index].iter().any(|earlier| earlier.name == script.name) {
+                return Err(ApiError::validation(
+                    &format!("scripts[{index}].name"),
+                    format!("{:?} is used twice: each script's result is recorded under its name", script.name),
+                ));
+            }
             if script.body.len() > MAX_SCRIPT_BYTES {
                 return Err(ApiError::validation(&format!("scripts[{index}].body"), "must be at most 64 KiB"));
             }
