@@ -532,3 +532,52 @@ tiers:
     server.cli_ok(&["complexes", "delete", "shop"]);
     server.terminate();
 }
+
+#[test]
+fn a_server_killed_while_members_are_cloned_finishes_every_member_after_a_restart() {
+    require_qemu();
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let mut server = Server::start_in_env(
+        &data_dir,
+        &[],
+        &[("STEWARD_FAULT_INJECTION", "crash:complex_member_add:define_guest:web-2")],
+    );
+    let api = server.api();
+    assert_eq!(api.post("/networks", json!({"name": "lan", "host": "local", "subnet": "10.15.0.0/24"})).status, 201);
+    let small = json!({"name": "small", "arch": "x86_64", "cpus": 1, "memory_mib": 128, "disks": [32 << 20]});
+    assert_eq!(api.post("/server-templates", small).status, 201);
+    import_tiny(&api, temp.path(), "base", true);
+    let definition =
+        json!({"reconcile_interval_seconds": 0, "tiers": [tier("web", Some(("lan", "10.15.0.10-10.15.0.20")))]});
+    assert_eq!(api.post("/complexes", json!({"name": "shop", "host": "local", "definition": definition})).status, 201);
+    let accepted =
+        api.post("/complexes/shop/add-members", json!({"tier": "web", "count": 3, "start": false, "parallel": 1}));
+    assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+    let status = server.child.wait().unwrap();
+    assert!(!status.success(), "the server should have aborted at the injected crash");
+
+    // The parent resumes and drives its children on: the one that crashed repeats its step, the others run.
+    let server = Server::start_in(&data_dir, &[]);
+    let api = server.api();
+    let operation = api.wait_operation(&accepted);
+    assert_eq!(operation["state"], "succeeded", "{operation:#}");
+    let complex = api.get("/complexes/shop").body;
+    let members: Vec<(&str, &str)> = complex["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| (member["name"].as_str().unwrap(), member["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(members, [("web-1", "ready"), ("web-2", "ready"), ("web-3", "ready")], "{complex:#}");
+    assert_eq!(guest_files(&server, "web-2"), ["cidata.img", "disk0.qcow2", "guest.json"]);
+    let operations = api.get("/operations").body;
+    let children: Vec<&Value> = operations["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|child| child["parent"] == accepted.body["operation"]["id"])
+        .collect();
+    assert_eq!(children.len(), 3, "{operations:#}");
+    assert!(children.iter().all(|child| child["state"] == "succeeded"), "{operations:#}");
+}
