@@ -61,6 +61,9 @@ pub struct Operation {
     /// It ends in failure (an injected fault).
     #[serde(default)]
     pub fails: bool,
+    /// When it ended, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
     pub work: Work,
 }
 
@@ -91,6 +94,7 @@ impl Operations {
                 status: OperationStatus::Running,
                 ends_at,
                 fails: context.fail_operation,
+                finished_at: None,
                 work,
             },
         );
@@ -142,12 +146,13 @@ pub fn complete_due(state: &mut State, now_millis: u64) -> bool {
         info!(operation = id, function = %operation.function, target = %operation.target, ?status, "operation ended");
         if let Some(stored) = state.operations.operations.get_mut(id) {
             stored.status = status;
+            stored.finished_at = Some(now_millis);
         }
     }
     let before = state.operations.operations.len();
     state.operations.operations.retain(|_, operation| {
-        operation.status == OperationStatus::Running
-            || operation.ends_at.saturating_add(KEEP_FINISHED_MILLIS) > now_millis
+        let finished_at = operation.finished_at.unwrap_or(operation.ends_at);
+        operation.status == OperationStatus::Running || finished_at.saturating_add(KEEP_FINISHED_MILLIS) > now_millis
     });
     !due.is_empty() || state.operations.operations.len() != before
 }

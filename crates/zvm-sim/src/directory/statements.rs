@@ -316,14 +316,15 @@ fn parse_number(statement: &str, what: &str, text: &str) -> Result<u32, Statemen
 
 /// A storage size: digits and a unit K, M, G, T or P.
 pub fn storage_bytes(text: &str) -> Option<u64> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let unit = text.chars().last()?;
+    let digits = &text[..text.len() - unit.len_utf8()];
     let value: u64 = digits.parse().ok()?;
     let multiplier: u64 = match unit {
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        "P" => 1 << 50,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        'T' => 1 << 40,
+        'P' => 1 << 50,
         _ => return None,
     };
     value.checked_mul(multiplier).filter(|bytes| *bytes > 0)
@@ -506,6 +507,7 @@ mod tests {
         assert_eq!(storage_bytes("0M"), None);
         assert_eq!(storage_bytes("12"), None);
         assert_eq!(storage_bytes(""), None);
+        assert_eq!(storage_bytes("1\u{e9}"), None);
         assert_eq!(storage_bytes("99999999999P"), None);
     }
 
