@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -200,7 +201,14 @@ impl State {
         let mut temporary = path.as_os_str().to_owned();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
-        let mut file = std::fs::File::create(&temporary).map_err(write)?;
+        // The state holds passwords: only its owner may read it.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(write)?;
         file.write_all(&text).map_err(write)?;
         file.sync_all().map_err(write)?;
         drop(file);
@@ -248,6 +256,8 @@ mod tests {
         let (state, _) = State::initial(&config, SystemTime::now()).unwrap();
         state.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), Some(state));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::write(&path, b"{\"version\": 9}").unwrap();
         assert!(matches!(State::load(&path), Err(StateError::Version { found: 9, .. })));
         std::fs::write(&path, b"not json").unwrap();
