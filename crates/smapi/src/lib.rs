@@ -10,6 +10,8 @@
 //! - [`layout`]: function outputs described as data ([`layout::Layout`]) and decoded by one interpreter.
 //! - [`codes`]: what each return and reason code means (IBM's wording, in our words) and an [`ErrorKind`].
 //! - [`functions`]: one typed request per SMAPI function, which encodes itself and decodes its typed output.
+//! - [`server`]: the other side, for responders and simulators: reading a request's parameters and writing a
+//!   reply's output.
 //! - [`client`]: [`SmapiClient`], one request per connection as SMAPI wants, with bounded concurrency,
 //!   timeouts, connect retries, `Response_Recovery` of lost replies and polling of asynchronous (RC 592)
 //!   DirMaint operations.
@@ -39,6 +41,7 @@ pub mod functions;
 pub mod layout;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod text;
 pub mod wire;
 

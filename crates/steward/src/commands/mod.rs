@@ -17,6 +17,7 @@ mod server_templates;
 mod systems;
 mod users;
 mod virtual_servers;
+mod zvm_sim;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,9 @@ pub struct Cli {
 enum Command {
     /// Run the Steward server.
     Serve(serve::ServeArgs),
+    /// Run the z/VM SMAPI simulator (for development and tests; it is not z/VM).
+    #[command(name = "zvm-sim")]
+    ZvmSim(zvm_sim::ZvmSimArgs),
     /// Show who the token belongs to.
     Whoami,
     /// Manage users.
@@ -128,6 +132,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args).await.map(Finished::text);
     }
+    if let Command::ZvmSim(args) = cli.command {
+        return zvm_sim::run(args).await.map(Finished::text);
+    }
     let ca_pem = match &cli.ca_file {
         Some(path) => {
             Some(std::fs::read(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?)
@@ -137,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
     let token = cli.token.map(|token| token.trim().to_string());
     let context = Context { client: Client::new(&cli.server, token, ca_pem.as_deref())?, format: cli.output };
     let text = match cli.command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::ZvmSim(_) => unreachable!("handled above"),
         Command::Run(args) => {
             // Its own failures must not look like the remote command's exit code 1.
             return Ok(run::run(&context, args).await.unwrap_or_else(|error| Finished {
