@@ -1,6 +1,6 @@
 //! The `Hypervisor` trait: the verbs the server's sagas and reconcilers call on a host, whatever runs it
-//! (QEMU processes, `qemu::QemuHost`; z/VM through SMAPI, `zvm::ZvmHost`). The trait is object-safe (`Arc<dyn Hypervisor>`), so every
-//! verb returns a boxed future.
+//! (QEMU processes, `qemu::QemuHost`; z/VM through SMAPI, `zvm::ZvmHost`). The trait is object-safe
+//! (`Arc<dyn Hypervisor>`), so every verb returns a boxed future.
 //!
 //! **Every verb is idempotent**: calling it twice, or again after a crash half-way, is harmless and converges
 //! on the requested state. Creating what exists (with the same parameters) succeeds; deleting what is gone
@@ -13,19 +13,23 @@
 //! MAC prefix followed by the NICDEF's `MACID`.
 //!
 //! How the verbs map onto z/VM (`zvm`): `define_guest` is `Image_Replace_DM` (under `Image_Lock_DM`) of the
-//! directory entry that `disk_create` started as a `NOLOG` placeholder (`Image_Create_DM`), `start`/`stop` are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
+//! directory entry that `disk_create` started as a `NOLOG` placeholder (`Image_Create_DM`), `start`/`stop`
+//! are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
 //! minidisks (`Image_Disk_Create_DM`, `Image_Disk_Copy_DM`; a disk path names `USERID/VDEV` there), networks
 //! are VSwitches and NICs are NICDEFs with grants, `set_cpu_share` is `Image_Definition_Update_DM SHARE=`.
 //! `describe_guest`'s live devices are `Image_Active_Configuration_Query` (devices of the logged-on guest) and
-//! `Virtual_Network_Adapter_Query_Extended` (its NICs and their MACs). `sync_live` maps to the active-
-//! configuration functions, beside the `_DM` ones that changed the directory entry: a missing NIC is
+//! the adapters coupled to its virtual switches (`Virtual_Network_Vswitch_Query_Extended`, with their MACs).
+//! `sync_live` maps to the active-configuration functions, beside the `_DM` ones that changed the directory entry: a missing NIC is
 //! `Virtual_Network_Adapter_Create_Extended` plus `Virtual_Network_Adapter_Connect_Vswitch` (204/20, already
 //! coupled, counts as done), a NIC to remove `Virtual_Network_Adapter_Disconnect` plus
 //! `Virtual_Network_Adapter_Delete`, a missing minidisk `Image_Disk_Create` (links the defined minidisk into the
 //! running guest), one to remove `Image_Disk_Delete` (detaches it from the running guest), the CPU share CP
 //! `SET SHARE`; CPU count, memory and the IPL device need a re-IPL (`restart_required`). z/VM never needs the
-//! guest's cooperation to detach a device; Linux on it sees the device go away. A disk's `serial` has no
-//! z/VM counterpart: there the guest finds a minidisk by its virtual device number, which the disk path names.
+//! guest's cooperation to detach a device; Linux on it sees the device go away. The z/VM driver does the
+//! coupling and `Image_Disk_Create` now; creating or deleting a NIC of the running guest, detaching a
+//! minidisk and `SET SHARE` are reported in `restart_required` until `smapi` (and `zvm-sim`) have those
+//! functions. A disk's `serial` has no z/VM counterpart: there the guest finds a minidisk by its virtual
+//! device number, which the disk path names (the z/VM driver refuses a serial).
 //!
 //! The NICs' grants on their virtual switches are checked (`Virtual_Network_Vswitch_Query_Extended`) before
 //! `define_guest` writes the NICDEFs and made only when missing; `nic_create`/`nic_delete` only validate.

@@ -397,3 +397,74 @@ async fn networks_are_virtual_switches() -> Result<()> {
     simulator.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_crash_does_not_stop_the_next_define() -> Result<()> {
+    let simulator = simulator(Duration::from_millis(100)).await?;
+    let host = host(&simulator)?;
+    create_disks(&host, "web06").await?;
+    let web06 = spec("web06", 0x61);
+    host.define_guest(&web06).await?;
+    // The previous define locked the entry and crashed before its replace.
+    simulator.with_state(|state| {
+        if let Some(entry) = state.directory.entries.get_mut("WEB06") {
+            entry.lock = Some(ADMIN.to_owned());
+        }
+    });
+    let mut changed = web06.clone();
+    changed.cpus = 3;
+    assert_eq!(host.define_guest(&changed).await?, DefineOutcome::Updated);
+    assert!(simulator.state().directory.entries["WEB06"].lock.is_none(), "the replace released the lock");
+    assert_eq!(host.describe_guest("web06").await?.spec, changed);
+    simulator.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_steward_did_not_make_are_left_alone() -> Result<()> {
+    let simulator = simulator(Duration::from_millis(100)).await?;
+    let host = host(&simulator)?;
+    let before = simulator.state().directory.entries["LNXIMAGE"].clone();
+    let mut foreign = spec("lnximage", 0x71);
+    foreign.disks.truncate(1);
+    let error = host.define_guest(&foreign).await.unwrap_err();
+    assert!(error.to_string().contains("Steward did not make"), "{error}");
+    assert_eq!(simulator.state().directory.entries["LNXIMAGE"], before);
+    assert!(!host.defined_guests().await?.contains(&"LNXIMAGE".to_owned()));
+    // A guest whose disks were never created cannot be defined: the minidisks carry the entry.
+    let error = host.define_guest(&spec("web07", 0x72)).await.unwrap_err();
+    assert!(matches!(error, HypervisorError::DiskMissing { .. }), "{error:?}");
+    simulator.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_live_lists_what_needs_a_re_ipl() -> Result<()> {
+    let simulator = simulator(Duration::from_millis(100)).await?;
+    let host = host(&simulator)?;
+    create_disks(&host, "web08").await?;
+    let web08 = spec("web08", 0x81);
+    host.define_guest(&web08).await?;
+    host.start("web08").await?;
+    // A disk and a NIC added to the definition of the running guest, and more memory.
+    host.disk_create(Path::new("WEB08/0102"), cylinders(20)).await?;
+    let mut grown = web08.clone();
+    grown.disks.push(DiskAttachment { path: "WEB08/0102".into(), format: DiskFormat::Raw, serial: None });
+    grown.nics.push(Nic { network: "VSW1".to_owned(), tap: "0700".to_owned(), mac: "02:00:5a:00:00:82".to_owned() });
+    grown.memory_mib = 2048;
+    assert_eq!(host.define_guest(&grown).await?, DefineOutcome::Updated);
+    let sync = host.sync_live("web08").await?;
+    let needs = sync.restart_required.join("; ");
+    assert!(needs.contains("disk WEB08/0102"), "{needs}");
+    assert!(needs.contains("nic 0700 on network VSW1"), "{needs}");
+    assert!(needs.contains("memory 2048 MiB"), "{needs}");
+    assert!(sync.attached.is_empty(), "{sync:?}");
+    // After a re-IPL the guest has everything.
+    host.restart("web08", Duration::from_secs(30)).await?;
+    assert!(host.sync_live("web08").await?.is_empty());
+    let devices = host.describe_guest("web08").await?.live_devices.expect("live devices");
+    assert_eq!(devices.nics.len(), 2);
+    assert_eq!(devices.disks.len(), 3);
+    simulator.shutdown().await;
+    Ok(())
+}

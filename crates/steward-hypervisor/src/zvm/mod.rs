@@ -7,13 +7,13 @@
 //!
 //! | Steward | z/VM |
 //! |---|---|
-//! | guest name | a user ID, 1 to 8 characters of letters, digits and `@#$+-:_` (longer names are refused before any call) |
-//! | disk path | `USERID/VDEV`, a minidisk of a user's directory entry (`WEB01/0100`); its size is in cylinders of the configured disk type (3390: 849,960 bytes) |
+//! | guest name | a user ID: 1 to 8 of letters, digits and `@#$+-:_` (others are refused before any call) |
+//! | disk path | `USERID/VDEV`, a minidisk of the user's entry (`WEB01/0100`), sized in cylinders (3390) |
 //! | network | a virtual switch name (`VSW1`) |
 //! | NIC `tap` | the NIC's virtual device number (`0600`; a QDIO NIC takes three numbers from there) |
-//! | NIC `mac` | the system's MAC prefix (`ZvmHostConfig::mac_prefix`, CP's `VMLAN MACPREFIX`) and the NICDEF's `MACID` |
+//! | NIC `mac` | the system's MAC prefix (`ZvmHostConfig::mac_prefix`, `VMLAN MACPREFIX`) and the `MACID` |
 //! | `GuestSpec` | the directory entry (see `entry` for its statements) |
-//! | agent channel | an `IUCV` statement allowing the guest to reach the server's user (`ZvmHostConfig::agent_iucv_peer`) |
+//! | agent channel | an `IUCV` statement allowing the guest to reach `ZvmHostConfig::agent_iucv_peer` |
 //!
 //! Names are accepted in any case and written upper case; `describe_guest` gives disk paths, networks and
 //! device numbers back upper case (and the guest name as the caller spelled it), so a spec written that way
