@@ -19,7 +19,8 @@
 //! are VSwitches and NICs are NICDEFs with grants, `set_cpu_share` is `Image_Definition_Update_DM SHARE=`.
 //! `describe_guest`'s live devices are `Image_Active_Configuration_Query` (devices of the logged-on guest) and
 //! the adapters coupled to its virtual switches (`Virtual_Network_Vswitch_Query_Extended`, with their MACs).
-//! `sync_live` maps to the active-configuration functions, beside the `_DM` ones that changed the directory entry: a missing NIC is
+//! `sync_live` maps to the active-configuration functions, beside the `_DM` ones that changed the directory
+//! entry: a missing NIC is
 //! `Virtual_Network_Adapter_Create_Extended` plus `Virtual_Network_Adapter_Connect_Vswitch` (204/20, already
 //! coupled, counts as done), a NIC to remove `Virtual_Network_Adapter_Disconnect` plus
 //! `Virtual_Network_Adapter_Delete`, a missing minidisk `Image_Disk_Create` (links the defined minidisk into the

@@ -431,6 +431,17 @@ async fn entries_steward_did_not_make_are_left_alone() -> Result<()> {
     assert!(error.to_string().contains("Steward did not make"), "{error}");
     assert_eq!(simulator.state().directory.entries["LNXIMAGE"], before);
     assert!(!host.defined_guests().await?.contains(&"LNXIMAGE".to_owned()));
+    let error = host.undefine_guest("lnximage").await.unwrap_err();
+    assert!(error.to_string().contains("Steward did not make"), "{error}");
+    let error = host.disk_create(Path::new("LNXIMAGE/0200"), cylinders(10)).await.unwrap_err();
+    assert!(error.to_string().contains("Steward did not make"), "{error}");
+    assert!(host.disk_delete(Path::new("LNXIMAGE/0200")).await.is_err());
+    assert_eq!(simulator.state().directory.entries["LNXIMAGE"], before);
+    // Verbs on a guest that does not exist say so.
+    assert!(matches!(host.start("nosuch").await, Err(HypervisorError::NotFound { .. })));
+    assert!(matches!(host.stop("nosuch", Duration::from_secs(5)).await, Err(HypervisorError::NotFound { .. })));
+    assert!(matches!(host.set_cpu_share("nosuch", 200).await, Err(HypervisorError::NotFound { .. })));
+    host.undefine_guest("nosuch").await?;
     // A guest whose disks were never created cannot be defined: the minidisks carry the entry.
     let error = host.define_guest(&spec("web07", 0x72)).await.unwrap_err();
     assert!(matches!(error, HypervisorError::DiskMissing { .. }), "{error:?}");

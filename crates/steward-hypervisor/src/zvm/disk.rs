@@ -75,9 +75,22 @@ impl ZvmHost {
         Ok((free_units, total_units))
     }
 
+    /// Refuses to change the minidisks of an entry Steward did not make (a system user's, another tool's),
+    /// except image holders, which are found by their prefix.
+    fn check_disk_owner(&self, owner: &str, entry: &Entry) -> Result<()> {
+        if entry.is_steward_entry() || owner.starts_with(&self.image_holder_prefix) {
+            return Ok(());
+        }
+        Err(HypervisorError::invalid(
+            "disk path",
+            format!("{owner} has a directory entry Steward did not make; its minidisks are left alone"),
+        ))
+    }
+
     /// The owner's entry, made a placeholder first when the owner has none.
     async fn entry_for_disks(&self, owner: &str) -> Result<Entry> {
         if let Some(entry) = self.query_entry(owner).await? {
+            self.check_disk_owner(owner, &entry)?;
             return Ok(entry);
         }
         self.create_entry(owner, entry::placeholder_records(owner)).await?;
@@ -168,6 +181,7 @@ impl ZvmHost {
     pub async fn disk_delete(&self, path: &Path) -> Result<()> {
         let disk = DiskPath::parse(path)?;
         let Some(entry) = self.query_entry(&disk.owner).await? else { return Ok(()) };
+        self.check_disk_owner(&disk.owner, &entry)?;
         if entry.minidisk(&disk.vdev).is_some() {
             let request = ImageDiskDeleteDm::new(&disk.owner, &disk.vdev, DataSecurityErase::Unspecified);
             match self.client.call(&request).await {

@@ -125,9 +125,19 @@ impl ZvmHost {
     }
 
     /// Logs the guest off at once if it runs, then deletes its entry with its minidisks; a missing entry is
-    /// deleted already.
+    /// deleted already. An entry Steward did not make (a system user's) is refused, never logged off.
     pub async fn undefine_guest(&self, name: &str) -> Result<()> {
         let userid = names::userid(name)?;
+        match self.query_entry(&userid).await? {
+            None => return Ok(()),
+            Some(entry) if !entry.is_steward_entry() => {
+                return Err(HypervisorError::invalid(
+                    "guest name",
+                    format!("{userid} has a directory entry Steward did not make; it is left alone"),
+                ));
+            }
+            Some(_) => {}
+        }
         self.deactivate_immediately(&userid).await?;
         match self.client.call(&ImageDeleteDm::new(&userid, DataSecurityErase::Unspecified)).await {
             Ok(_) => Ok(()),
