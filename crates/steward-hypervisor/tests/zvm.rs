@@ -479,3 +479,38 @@ async fn sync_live_lists_what_needs_a_re_ipl() -> Result<()> {
     simulator.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smapi_refusals_keep_ibm_meaning() -> Result<()> {
+    let simulator = simulator(Duration::from_millis(100)).await?;
+    let host = host(&simulator)?;
+    create_disks(&host, "web09").await?;
+    let web09 = spec("web09", 0x91);
+    host.define_guest(&web09).await?;
+    // Someone else holds the entry's lock: a retryable failure naming DirMaint's codes.
+    simulator.with_state(|state| {
+        if let Some(entry) = state.directory.entries.get_mut("WEB09") {
+            entry.lock = Some("OTHER".to_owned());
+        }
+    });
+    let mut changed = web09.clone();
+    changed.cpus = 1;
+    match host.define_guest(&changed).await.unwrap_err() {
+        HypervisorError::Smapi { meaning, retryable, .. } => {
+            assert!(retryable, "a locked entry is worth retrying");
+            assert!(meaning.contains("return code 400, reason code 12") && meaning.contains("lock"), "{meaning}");
+        }
+        other => panic!("expected a SMAPI error, got {other:?}"),
+    }
+    assert_eq!(simulator.state().directory.entries["WEB09"].lock.as_deref(), Some("OTHER"), "not ours to release");
+
+    // Wrong credentials are refused as such.
+    let mut config = host_config(simulator.address().to_string())?;
+    config.credentials = Credentials::new(ADMIN, "wrong-password")?;
+    let intruder = ZvmHost::new(config)?;
+    let error = intruder.status("web09").await.unwrap_err();
+    assert!(matches!(error, HypervisorError::NotAuthorized { .. }), "{error:?}");
+    assert!(error.to_string().contains("return code 120"), "{error}");
+    simulator.shutdown().await;
+    Ok(())
+}

@@ -95,17 +95,19 @@ impl ZvmHost {
     }
 
     /// Replaces a whole entry: lock, replace (which releases the lock). A lock left by this SMAPI user (a crash
-    /// between lock and replace) does not stop the replace; on failure the lock is released.
+    /// between lock and replace) does not stop the replace; a lock someone else holds makes it fail (retryable).
+    /// On failure, a lock taken here is released; one found is left to its holder.
     async fn replace_entry(&self, userid: &str, records: Vec<String>) -> Result<()> {
-        match self.client.call(&ImageLockDm::new(userid, "")).await {
-            Ok(_) => {}
+        let locked_here = match self.client.call(&ImageLockDm::new(userid, "")).await {
+            Ok(_) => true,
             Err(error) if errors::is_kind(&error, ErrorKind::Locked) => {
                 warn!(guest = %userid, "directory entry already locked; replacing it if the lock is ours");
+                false
             }
             Err(error) => return Err(errors::map(format!("locking the directory entry of {userid}"), error)),
-        }
+        };
         if let Err(error) = self.client.call(&ImageReplaceDm::new(userid, records)).await {
-            if let Err(unlock) = self.client.call(&ImageUnlockDm::new(userid, "")).await {
+            if locked_here && let Err(unlock) = self.client.call(&ImageUnlockDm::new(userid, "")).await {
                 warn!(guest = %userid, error = %unlock, "could not release the directory lock");
             }
             return Err(errors::map(format!("replacing the directory entry of {userid} (Image_Replace_DM)"), error));
