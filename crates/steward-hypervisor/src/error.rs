@@ -127,6 +127,48 @@ pub enum HypervisorError {
     /// This driver cannot do this operation at all.
     #[error("the {driver} driver does not support {operation}")]
     Unsupported { driver: String, operation: String },
+
+    /// The z/VM disk pool (a DirMaint group) has no free extent large enough (SMAPI 408/24).
+    #[error("z/VM disk pool {pool} has no free space for {request}")]
+    PoolFull {
+        pool: String,
+        /// What was asked for (`minidisk WEB01/0100 of 3339 cylinders`).
+        request: String,
+        #[source]
+        source: Box<smapi::Error>,
+    },
+
+    /// z/VM's directory manager (DirMaint) is not available or refuses updates now (SMAPI 500/8, 500/4); retry
+    /// when it is back.
+    #[error("{operation}: the z/VM directory manager (DirMaint) {meaning}")]
+    DirectoryManagerUnavailable {
+        operation: String,
+        meaning: String,
+        #[source]
+        source: Box<smapi::Error>,
+    },
+
+    /// The SMAPI user may not do this (not in VSMWORK1 AUTHLIST, or not authorized on the target: SMAPI 100,
+    /// 212/8, 408/28) or its credentials were refused (120).
+    #[error("{operation}: the z/VM SMAPI user is not authorized: {meaning}")]
+    NotAuthorized {
+        operation: String,
+        meaning: String,
+        #[source]
+        source: Box<smapi::Error>,
+    },
+
+    /// A SMAPI call failed otherwise; `meaning` is IBM's meaning of the return and reason code (or what went
+    /// wrong on the connection), `retryable` whether the same call may succeed later (a locked entry, a guest
+    /// being logged off, DirMaint busy).
+    #[error("{operation}: {meaning}")]
+    Smapi {
+        operation: String,
+        meaning: String,
+        retryable: bool,
+        #[source]
+        source: Box<smapi::Error>,
+    },
 }
 
 /// The result type of the crate.

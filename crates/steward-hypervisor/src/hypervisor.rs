@@ -1,29 +1,42 @@
 //! The `Hypervisor` trait: the verbs the server's sagas and reconcilers call on a host, whatever runs it
-//! (QEMU processes here; z/VM through SMAPI later). The trait is object-safe (`Arc<dyn Hypervisor>`), so every
-//! verb returns a boxed future.
+//! (QEMU processes, `qemu::QemuHost`; z/VM through SMAPI, `zvm::ZvmHost`). The trait is object-safe
+//! (`Arc<dyn Hypervisor>`), so every verb returns a boxed future.
 //!
 //! **Every verb is idempotent**: calling it twice, or again after a crash half-way, is harmless and converges
 //! on the requested state. Creating what exists (with the same parameters) succeeds; deleting what is gone
 //! succeeds; `start` on a running guest reports `AlreadyRunning`, `stop` on a stopped one `AlreadyStopped`.
 //! Undo steps are ordinary verbs, so they are idempotent too. Drivers never touch the server's database.
 //!
-//! How the verbs map onto z/VM (for the second driver): `define_guest` is `Image_Create_DM` from the
-//! directory entry, `start`/`stop` are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
+//! Names on z/VM (`zvm::names`): a guest name is a z/VM user ID (1 to 8 characters; longer ones are refused
+//! before any call), a disk path is `USERID/VDEV` (`WEB01/0100`, a minidisk of that user), a network is a
+//! virtual switch name, a NIC's `tap` carries its virtual device number (`0600`) and its MAC is the system's
+//! MAC prefix followed by the NICDEF's `MACID`.
+//!
+//! How the verbs map onto z/VM (`zvm`): `define_guest` is `Image_Replace_DM` (under `Image_Lock_DM`) of the
+//! directory entry that `disk_create` started as a `NOLOG` placeholder (`Image_Create_DM`), `start`/`stop`
+//! are `Image_Activate`/`Image_Deactivate` (with a grace time), disks are
 //! minidisks (`Image_Disk_Create_DM`, `Image_Disk_Copy_DM`; a disk path names `USERID/VDEV` there), networks
 //! are VSwitches and NICs are NICDEFs with grants, `set_cpu_share` is `Image_Definition_Update_DM SHARE=`.
 //! `describe_guest`'s live devices are `Image_Active_Configuration_Query` (devices of the logged-on guest) and
-//! `Virtual_Network_Adapter_Query_Extended` (its NICs and their MACs). `sync_live` maps to the active-
-//! configuration functions, beside the `_DM` ones that changed the directory entry: a missing NIC is
+//! the adapters coupled to its virtual switches (`Virtual_Network_Vswitch_Query_Extended`, with their MACs).
+//! `sync_live` maps to the active-configuration functions, beside the `_DM` ones that changed the directory
+//! entry: a missing NIC is
 //! `Virtual_Network_Adapter_Create_Extended` plus `Virtual_Network_Adapter_Connect_Vswitch` (204/20, already
 //! coupled, counts as done), a NIC to remove `Virtual_Network_Adapter_Disconnect` plus
 //! `Virtual_Network_Adapter_Delete`, a missing minidisk `Image_Disk_Create` (links the defined minidisk into the
 //! running guest), one to remove `Image_Disk_Delete` (detaches it from the running guest), the CPU share CP
 //! `SET SHARE`; CPU count, memory and the IPL device need a re-IPL (`restart_required`). z/VM never needs the
-//! guest's cooperation to detach a device; Linux on it sees the device go away. A disk's `serial` has no
-//! z/VM counterpart: there the guest finds a minidisk by its virtual device number, which the disk path names.
+//! guest's cooperation to detach a device; Linux on it sees the device go away. The z/VM driver does the
+//! coupling and `Image_Disk_Create` now; creating or deleting a NIC of the running guest, detaching a
+//! minidisk and `SET SHARE` are reported in `restart_required` until `smapi` (and `zvm-sim`) have those
+//! functions. A disk's `serial` has no z/VM counterpart: there the guest finds a minidisk by its virtual
+//! device number, which the disk path names (the z/VM driver refuses a serial).
 //!
-//! Verbs a driver cannot do (z/VM has no offline sealing or config drives) return
-//! `HypervisorError::Unsupported`.
+//! The NICs' grants on their virtual switches are checked (`Virtual_Network_Vswitch_Query_Extended`) before
+//! `define_guest` writes the NICDEFs and made only when missing; `nic_create`/`nic_delete` only validate.
+//!
+//! Verbs a driver cannot do (z/VM has no copy-on-write disks, offline sealing, config drives, host processes
+//! or sockets) return `HypervisorError::Unsupported` saying what z/VM uses instead.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Steward's hypervisor layer: the `Hypervisor` trait (the verbs sagas and reconcilers call on a host) and its
-//! drivers. The QEMU driver (`qemu::QemuHost`) is here; the z/VM driver will implement the same trait.
+//! drivers: QEMU (`qemu::QemuHost`, guests as local processes) and z/VM (`zvm::ZvmHost`, guests as directory
+//! entries of a z/VM system driven through SMAPI).
 //!
 //! **Architecture invariant:** drivers never touch the store; every verb is idempotent, so a saga can retry
 //! any step (or undo) after a crash.
@@ -53,6 +54,7 @@ pub mod hypervisor;
 pub mod qemu;
 pub mod types;
 pub mod validate;
+pub mod zvm;
 
 pub use config_drive::config_drive_write;
 pub use error::{HypervisorError, Result};

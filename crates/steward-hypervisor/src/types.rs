@@ -53,14 +53,17 @@ pub enum Accelerator {
     Kvm,
     /// QEMU's binary translator (always works, slower).
     Tcg,
+    /// z/VM's Control Program: every guest of a z/VM host runs under CP (SIE), so there is nothing to choose.
+    ZvmCp,
 }
 
 impl Accelerator {
-    /// The value of QEMU's `-accel` option.
+    /// The value of QEMU's `-accel` option (`zvm-cp` for z/VM, which has no such option).
     pub fn as_str(self) -> &'static str {
         match self {
             Accelerator::Kvm => "kvm",
             Accelerator::Tcg => "tcg",
+            Accelerator::ZvmCp => "zvm-cp",
         }
     }
 }

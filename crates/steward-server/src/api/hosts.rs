@@ -36,14 +36,19 @@ async fn host_view(record: steward_store::hosts::HostRecord, driver: &Driver) ->
         architectures: facts
             .emulators
             .iter()
-            .map(|emulator| HostArchitecture {
-                arch: arch_from_driver(emulator.arch),
-                emulator: emulator.binary.display().to_string(),
-                version: emulator.version.clone(),
-                accelerator: match emulator.accelerator {
+            .filter_map(|emulator| {
+                // Only QEMU hosts are registered so far; z/VM's CP gets its API value with z/VM host registration.
+                let accelerator = match emulator.accelerator {
                     steward_hypervisor::Accelerator::Kvm => Accelerator::Kvm,
                     steward_hypervisor::Accelerator::Tcg => Accelerator::Tcg,
-                },
+                    steward_hypervisor::Accelerator::ZvmCp => return None,
+                };
+                Some(HostArchitecture {
+                    arch: arch_from_driver(emulator.arch),
+                    emulator: emulator.binary.display().to_string(),
+                    version: emulator.version.clone(),
+                    accelerator,
+                })
             })
             .collect(),
         cpus: facts.cpus,
