@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use steward_hypervisor::qemu::qmp::QmpClient;
 use support::{Answer, Api, Server, eventually, qemu_processes, require_qemu, tiny_os_image};
 
 fn refused(answer: &Answer, status: u16, needle: &str) {
@@ -333,27 +332,14 @@ fn complex_sagas_unwind_at_every_step_and_repeat_harmlessly() {
     assert!(qemu_processes(&server.data_dir.display().to_string()).is_empty(), "no member was started");
 }
 
-/// Runs one QMP command on a guest's monitor socket; returns its `return` value.
+/// Runs one QMP command on a guest's monitor socket through the driver's public client, as an operator's tool
+/// would; returns its `return` value.
 fn qmp(socket: &Path, command: &str, arguments: Value) -> Value {
-    let stream = UnixStream::connect(socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let read_answer = |reader: &mut BufReader<UnixStream>| loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "QMP closed");
-        let message: Value = serde_json::from_str(&line).unwrap();
-        if message.get("return").is_some() || message.get("error").is_some() || message.get("QMP").is_some() {
-            return message;
-        }
-    };
-    read_answer(&mut reader);
-    writeln!(writer, "{}", json!({"execute": "qmp_capabilities"})).unwrap();
-    read_answer(&mut reader);
-    writeln!(writer, "{}", json!({"execute": command, "arguments": arguments})).unwrap();
-    let answer = read_answer(&mut reader);
-    assert!(answer.get("error").is_none(), "{command}: {answer}");
-    answer["return"].clone()
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = QmpClient::connect("web-1", socket).await.unwrap();
+        client.execute(command, Some(arguments)).await.unwrap()
+    })
 }
 
 fn member_macs(api: &Api, member: &str) -> Vec<String> {

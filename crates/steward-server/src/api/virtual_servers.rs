@@ -24,7 +24,8 @@ use crate::api::operations::{Accepted, OperationStart, operation_accepted, opera
 use crate::api::os_templates::{find_os_template, readable_file};
 use crate::api::server_templates::find_server_template;
 use crate::app::hosts::{
-    DEFAULT_STOP_TIMEOUT_SECONDS, Driver, TemplateFiles, arch_from_driver, arch_to_driver, driver_format, power_state,
+    DEFAULT_STOP_TIMEOUT_SECONDS, Driver, TemplateFiles, arch_from_driver, arch_to_driver, driver_format, fresh_mac,
+    power_state,
 };
 use crate::app::sagas::{self, PowerAction};
 use crate::audit::{AuditEntry, finish};
@@ -115,17 +116,6 @@ pub async fn virtual_server_show(
 }
 
 /// A locally administered MAC address in QEMU's range, not yet given to any NIC.
-pub(crate) async fn fresh_mac(conn: &mut steward_store::Conn) -> ApiResult<String> {
-    for _ in 0..16 {
-        let bytes: [u8; 3] = rand::random();
-        let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2]);
-        if !steward_store::virtual_servers::mac_taken(conn, &mac).await? {
-            return Ok(mac);
-        }
-    }
-    Err(ApiError::internal("could not find a free MAC address"))
-}
-
 #[utoipa::path(post, path = "/api/v1/virtual-servers", tag = "virtual-servers", request_body = VirtualServerCreate,
     responses((status = 202, body = steward_types::api::operations::OperationAccepted), (status = 404, body = ErrorResponse),
         (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]

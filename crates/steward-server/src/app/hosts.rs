@@ -395,3 +395,15 @@ pub async fn os_template_forget(state: &AppState, id: OsTemplateId) -> StepResul
     tx.commit().await?;
     Ok(())
 }
+
+/// A locally administered MAC address (QEMU's 52:54:00 prefix) that no NIC in the store has.
+pub async fn fresh_mac(conn: &mut steward_store::Conn) -> crate::error::ApiResult<String> {
+    for _ in 0..16 {
+        let bytes: [u8; 3] = rand::random();
+        let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2]);
+        if !steward_store::virtual_servers::mac_taken(conn, &mac).await? {
+            return Ok(mac);
+        }
+    }
+    Err(crate::error::ApiError::internal("could not find a free MAC address"))
+}
