@@ -10,7 +10,7 @@ use std::path::Path;
 use steward_hypervisor::{DiskFormat, Hypervisor, HypervisorError};
 
 /// Writes a qcow2 image of `mebibytes` filled with non-zero data (so copies have real work to do).
-pub fn filled_qcow2(directory: &Path, name: &str, mebibytes: usize) -> std::path::PathBuf {
+fn filled_qcow2(directory: &Path, name: &str, mebibytes: usize) -> std::path::PathBuf {
     let raw = directory.join(format!("{name}.raw"));
     let mut file = std::fs::File::create(&raw).unwrap();
     let chunk: Vec<u8> = (0..1024 * 1024).map(|index| (index % 251) as u8 + 1).collect();
