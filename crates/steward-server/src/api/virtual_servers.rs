@@ -115,7 +115,6 @@ pub async fn virtual_server_show(
     }))
 }
 
-/// A locally administered MAC address in QEMU's range, not yet given to any NIC.
 #[utoipa::path(post, path = "/api/v1/virtual-servers", tag = "virtual-servers", request_body = VirtualServerCreate,
     responses((status = 202, body = steward_types::api::operations::OperationAccepted), (status = 404, body = ErrorResponse),
         (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
