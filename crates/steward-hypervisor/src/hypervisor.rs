@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::types::{
-    ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
-    GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
+    Capabilities, ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing,
+    GuestSpec, GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
 };
 
 /// The future every verb returns.
@@ -56,6 +56,38 @@ pub type HypervisorFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send
 pub trait Hypervisor: Send + Sync {
     /// The driver's name (`qemu`, `zvm`), for messages.
     fn driver_name(&self) -> &'static str;
+
+    /// What this driver can do; the server plans with it before it calls any verb.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks a guest name against the host's own rules (a z/VM user ID: 1 to 8 characters, never a system
+    /// user's), without any call to the host. The default accepts every name the server accepts.
+    fn check_guest_name(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Where template image number `index` (0, 1, ...) lives when the host names template disks itself (z/VM:
+    /// a minidisk of an image holder, `STWIMG01/1000`); `None` where the server keeps them as files.
+    fn image_location(&self, _index: u32) -> Option<PathBuf> {
+        None
+    }
+
+    /// Takes over a guest definition Steward did not make (a z/VM directory entry), so that the other verbs may
+    /// change it from now on; idempotent. Drivers whose guests are processes adopt those instead.
+    fn adopt_guest<'a>(&'a self, _name: &'a str) -> HypervisorFuture<'a, ()> {
+        let driver = self.driver_name().to_owned();
+        Box::pin(async move {
+            Err(crate::HypervisorError::Unsupported {
+                driver,
+                operation: "adopt_guest (guests of this host are adopted as running processes)".to_owned(),
+            })
+        })
+    }
+
+    /// Gives a definition taken over by `adopt_guest` back, unchanged otherwise; idempotent.
+    fn release_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()> {
+        self.adopt_guest(name)
+    }
 
     /// What the host offers: emulators and accelerators, CPUs, memory, storage.
     fn probe(&self) -> HypervisorFuture<'_, HostFacts>;

@@ -366,3 +366,36 @@ pub struct ConfigDrive {
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
 }
+
+/// How a host stores guest disks, which decides how the server names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskNaming {
+    /// Disks are image files the server names inside its storage directory on the host (QEMU).
+    Files,
+    /// Disks are minidisks named `USERID/VDEV` (z/VM): the guest's disks count up from device `0100`, its NICs
+    /// from `0600` (three device numbers each), template disks belong to an image-holder user.
+    Minidisks,
+}
+
+/// What a driver can do, so that the server plans operations the host supports (instead of failing half-way
+/// on an `Unsupported` verb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `disk_overlay`: copy-on-write clones of a template's disk.
+    pub copy_on_write: bool,
+    /// `config_drive_write`: personalization on a NoCloud drive read at first boot.
+    pub config_drive: bool,
+    /// `seal_disk`: resetting a captured disk's identity off-line.
+    pub sealing: bool,
+    /// `agent_socket`: a management channel from the server into each guest (virtio-serial).
+    pub agent_channel: bool,
+    /// Importing an image file from the server's file system into template storage.
+    pub image_import: bool,
+    /// `adopt_process`: taking over a running guest process started outside Steward.
+    pub process_adoption: bool,
+    /// `adopt_guest`: taking over a guest definition made outside Steward (a z/VM directory entry).
+    pub definition_adoption: bool,
+    /// The first three bytes every NIC's MAC address must have (z/VM: the system's MAC prefix).
+    pub mac_prefix: [u8; 3],
+    pub disk_naming: DiskNaming,
+}

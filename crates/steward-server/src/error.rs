@@ -73,9 +73,25 @@ impl From<StoreError> for ApiError {
 }
 
 /// What the hypervisor could not do, for a request that asked it something directly (sagas report their own).
+/// A host's refusal is the caller's to fix (a name the host does not accept, a full disk pool, something the
+/// host cannot do) or the host's state (its directory manager down, the server not authorized there); only the
+/// rest is an internal failure.
 impl From<steward_hypervisor::HypervisorError> for ApiError {
     fn from(error: steward_hypervisor::HypervisorError) -> Self {
-        ApiError::internal(format!("the hypervisor failed: {}", crate::error_chain(&error)))
+        use steward_hypervisor::HypervisorError;
+        let message = crate::error_chain(&error);
+        match &error {
+            HypervisorError::InvalidInput { what, .. } => ApiError::validation(what, message),
+            HypervisorError::Unsupported { .. } => ApiError::validation("host", message),
+            HypervisorError::PoolFull { .. } | HypervisorError::DiskConflict { .. } => ApiError::conflict(message),
+            HypervisorError::NotFound { .. } | HypervisorError::NetworkNotFound { .. } => {
+                ApiError::new(ErrorCode::NotFound, message)
+            }
+            HypervisorError::DirectoryManagerUnavailable { .. } | HypervisorError::NotAuthorized { .. } => {
+                ApiError::new(ErrorCode::Unavailable, format!("the host refused: {message}"))
+            }
+            _ => ApiError::internal(format!("the hypervisor failed: {message}")),
+        }
     }
 }
 

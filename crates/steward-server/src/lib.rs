@@ -142,6 +142,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     // Probing the emulators takes a moment (KVM is tried for real); it is done before anything listens, so that
     // nobody connects to a server that is not ready.
     let hosts = local_host(&store, &config.data_dir).await?;
+    let zvm_hosts = app::zvm::load_registered(&store, &config.data_dir, &hosts).await?;
+    if zvm_hosts > 0 {
+        tracing::info!(zvm_hosts, "z/VM hosts opened");
+    }
     let api_listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen { address: config.listen, source })?;
@@ -162,6 +166,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         agents: Arc::new(gateway::Registry::default()),
         gateway_port: gateway_address.port(),
         hosts: Arc::new(hosts),
+        data_dir: Arc::new(config.data_dir.clone()),
         faults: Arc::new(config.faults.clone()),
     };
     // Guests outlive the server: talk to the agents of those that run, and finish what a previous run left.

@@ -14,6 +14,8 @@ pub struct HostRecord {
     pub id: HostId,
     pub name: String,
     pub kind: HostKind,
+    /// How to reach the host (JSON, for kinds registered through the API); never the secret.
+    pub settings: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -23,10 +25,8 @@ fn host_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
     Ok(HostRecord {
         id: HostId::parse(&id).ok_or_else(|| corrupt("host id", unexpected_value(&id)))?,
         name: row.try_get("name")?,
-        kind: match kind.as_str() {
-            "qemu" => HostKind::Qemu,
-            _ => return Err(corrupt("host kind", unexpected_value(&kind))),
-        },
+        kind: HostKind::parse(&kind).ok_or_else(|| corrupt("host kind", unexpected_value(&kind)))?,
+        settings: row.try_get("settings")?,
         created_at: Timestamp(row.try_get("created_at")?),
     })
 }
@@ -36,20 +36,65 @@ pub async fn ensure(conn: &mut Conn, name: &str, kind: HostKind) -> Result<HostR
     if let Some(host) = get(conn, name).await? {
         return Ok(host);
     }
-    let host = HostRecord { id: HostId::new(), name: name.to_string(), kind, created_at: Timestamp::now() };
-    sqlx::query("INSERT INTO hosts (id, name, kind, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(host.id.to_string())
-        .bind(&host.name)
-        .bind("qemu")
-        .bind(host.created_at.millis())
-        .execute(conn)
-        .await
-        .map_err(conflict_as(format!("host {name:?}")))?;
+    let host =
+        HostRecord { id: HostId::new(), name: name.to_string(), kind, settings: None, created_at: Timestamp::now() };
+    insert(conn, &host, None).await?;
     Ok(host)
 }
 
+/// Inserts a host with its secret (the password of a z/VM host's SMAPI user).
+pub async fn insert(conn: &mut Conn, host: &HostRecord, secret: Option<&str>) -> Result<()> {
+    sqlx::query("INSERT INTO hosts (id, name, kind, settings, secret, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(host.id.to_string())
+        .bind(&host.name)
+        .bind(host.kind.as_str())
+        .bind(&host.settings)
+        .bind(secret)
+        .bind(host.created_at.millis())
+        .execute(conn)
+        .await
+        .map_err(conflict_as(format!("host {:?}", host.name)))?;
+    Ok(())
+}
+
+/// The host's secret, for the server to open its connection.
+pub async fn secret(conn: &mut Conn, id: HostId) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT secret FROM hosts WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    Ok(match row {
+        Some(row) => row.try_get("secret")?,
+        None => None,
+    })
+}
+
+/// What still lives on a host, by kind of resource (virtual servers, OS templates, networks, complexes): a host
+/// is removed only when this is empty.
+pub async fn dependents(conn: &mut Conn, id: HostId) -> Result<Vec<(String, i64)>> {
+    let mut found = Vec::new();
+    for (what, table) in [
+        ("virtual server(s)", "virtual_servers"),
+        ("OS template(s)", "os_templates"),
+        ("network(s)", "networks"),
+        ("complex(es)", "complexes"),
+    ] {
+        let count: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE host_id = $1")))
+                .bind(id.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
+        if count > 0 {
+            found.push((what.to_owned(), count));
+        }
+    }
+    Ok(found)
+}
+
+pub async fn delete(conn: &mut Conn, id: HostId) -> Result<()> {
+    sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id.to_string()).execute(conn).await?;
+    Ok(())
+}
+
 pub async fn get(conn: &mut Conn, id_or_name: &str) -> Result<Option<HostRecord>> {
-    let row = sqlx::query("SELECT id, name, kind, created_at FROM hosts WHERE id = $1 OR name = $1")
+    let row = sqlx::query("SELECT id, name, kind, settings, created_at FROM hosts WHERE id = $1 OR name = $1")
         .bind(id_or_name)
         .fetch_optional(conn)
         .await?;
@@ -61,7 +106,8 @@ pub async fn get_by_id(conn: &mut Conn, id: HostId) -> Result<Option<HostRecord>
 }
 
 pub async fn list(conn: &mut Conn) -> Result<Vec<HostRecord>> {
-    let rows = sqlx::query("SELECT id, name, kind, created_at FROM hosts ORDER BY name").fetch_all(conn).await?;
+    let rows =
+        sqlx::query("SELECT id, name, kind, settings, created_at FROM hosts ORDER BY name").fetch_all(conn).await?;
     rows.iter().map(host_from_row).collect()
 }
 

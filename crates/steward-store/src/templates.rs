@@ -153,3 +153,15 @@ pub async fn os_template_users(conn: &mut Conn, id: OsTemplateId) -> Result<Vec<
         .await?;
     rows.iter().map(|row| Ok(row.try_get("name")?)).collect()
 }
+
+/// The image locations (`OsTemplate::disk_location`) of every OS template on a host, in any state.
+pub async fn os_template_locations(conn: &mut Conn, host: HostId) -> Result<Vec<String>> {
+    let rows =
+        sqlx::query("SELECT data FROM os_templates WHERE host_id = $1").bind(host.to_string()).fetch_all(conn).await?;
+    let mut locations = Vec::new();
+    for row in &rows {
+        let template: OsTemplate = document("OS template", row)?;
+        locations.extend(template.disk_location);
+    }
+    Ok(locations)
+}

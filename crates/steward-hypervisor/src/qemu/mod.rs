@@ -44,8 +44,8 @@ use crate::error::{HypervisorError, Result};
 use crate::fsutil;
 use crate::hypervisor::{Hypervisor, HypervisorFuture};
 use crate::types::{
-    ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
-    GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
+    Capabilities, ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, DiskNaming, GuestDescription,
+    GuestListing, GuestSpec, GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
 };
 
 /// How to open a `QemuHost`.
@@ -161,6 +161,21 @@ impl QemuHost {
 impl Hypervisor for QemuHost {
     fn driver_name(&self) -> &'static str {
         "qemu"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            copy_on_write: true,
+            config_drive: true,
+            sealing: true,
+            agent_channel: true,
+            image_import: true,
+            process_adoption: true,
+            definition_adoption: false,
+            // QEMU's own locally administered prefix.
+            mac_prefix: [0x52, 0x54, 0x00],
+            disk_naming: DiskNaming::Files,
+        }
     }
 
     fn probe(&self) -> HypervisorFuture<'_, HostFacts> {

@@ -15,7 +15,7 @@ use smapi::functions::{
 use tracing::info;
 
 use super::entry::{self, Entry, MinidiskRecord};
-use super::names::DiskPath;
+use super::names::{self, DiskPath};
 use super::{BYTES_PER_3390_CYLINDER, ZvmHost, errors};
 use crate::error::{HypervisorError, Result};
 use crate::types::{DiskCopyReport, DiskInfo};
@@ -78,6 +78,9 @@ impl ZvmHost {
     /// Refuses to change the minidisks of an entry Steward did not make (a system user's, another tool's),
     /// except image holders, which are found by their prefix.
     fn check_disk_owner(&self, owner: &str, entry: &Entry) -> Result<()> {
+        if let Some(reason) = names::system_userid(owner) {
+            return Err(HypervisorError::invalid("disk owner", reason));
+        }
         if entry.is_steward_entry() || owner.starts_with(&self.image_holder_prefix) {
             return Ok(());
         }

@@ -174,7 +174,7 @@ pub struct CheckedSpec {
 /// Checks a spec against what a z/VM guest can be (disks owned by the guest, NICs on virtual switches with
 /// the system's MAC prefix, ...). Nothing is sent to z/VM before this passes.
 pub fn check_spec(spec: &GuestSpec, policy: &EntryPolicy) -> Result<CheckedSpec> {
-    let userid = names::userid(&spec.name)?;
+    let userid = names::guest_userid(&spec.name)?;
     if spec.arch != Arch::S390x {
         return Err(HypervisorError::invalid(
             "architecture",

@@ -129,7 +129,7 @@ impl ZvmHost {
     /// Logs the guest off at once if it runs, then deletes its entry with its minidisks; a missing entry is
     /// deleted already. An entry Steward did not make (a system user's) is refused, never logged off.
     pub async fn undefine_guest(&self, name: &str) -> Result<()> {
-        let userid = names::userid(name)?;
+        let userid = names::guest_userid(name)?;
         match self.query_entry(&userid).await? {
             None => return Ok(()),
             Some(entry) if !entry.is_steward_entry() => {
@@ -148,6 +148,41 @@ impl ZvmHost {
                 Err(errors::map(format!("deleting the directory entry of {userid} (Image_Delete_DM)"), error))
             }
         }
+    }
+
+    /// Marks an entry Steward did not make as a Steward guest (explicit adoption, `virtual-servers register`),
+    /// so that the other verbs may change it; the rest of the entry stays as it is. System users are refused.
+    pub async fn adopt_guest(&self, name: &str) -> Result<()> {
+        let userid = names::guest_userid(name)?;
+        let entry =
+            self.query_entry(&userid).await?.ok_or_else(|| HypervisorError::NotFound { guest: name.to_owned() })?;
+        if entry.guest_marker {
+            return Ok(());
+        }
+        if entry.placeholder_marker {
+            return Err(HypervisorError::invalid(
+                "guest name",
+                format!("{userid} is a placeholder entry holding minidisks, not a guest"),
+            ));
+        }
+        let mut records = entry.records.clone();
+        records.insert(1.min(records.len()), entry::GUEST_MARKER.to_owned());
+        self.replace_entry(&userid, records).await?;
+        info!(guest = %userid, "directory entry adopted");
+        Ok(())
+    }
+
+    /// Undoes `adopt_guest`: removes the marker, leaving the entry otherwise as it is.
+    pub async fn release_guest(&self, name: &str) -> Result<()> {
+        let userid = names::guest_userid(name)?;
+        let Some(entry) = self.query_entry(&userid).await? else { return Ok(()) };
+        if !entry.guest_marker {
+            return Ok(());
+        }
+        let records = entry.records.iter().filter(|record| record.trim() != entry::GUEST_MARKER).cloned().collect();
+        self.replace_entry(&userid, records).await?;
+        info!(guest = %userid, "directory entry released");
+        Ok(())
     }
 
     /// Logs a guest off with `IMMED`; a guest that is not logged on is fine.
@@ -190,7 +225,7 @@ impl ZvmHost {
 
     /// Logs the guest on (`Image_Activate`).
     pub async fn start(&self, name: &str) -> Result<StartOutcome> {
-        let userid = names::userid(name)?;
+        let userid = names::guest_userid(name)?;
         match self.client.call(&ImageActivate::new(&userid)).await {
             Ok(_) => Ok(StartOutcome::Started { pid: ZVM_PID }),
             Err(error) if errors::is_kind(&error, ErrorKind::AlreadyActive) => {
@@ -213,7 +248,7 @@ impl ZvmHost {
     /// Signals the guest to shut down and gives it `timeout` (`Image_Deactivate WITHIN n`, at most what a
     /// request may take); a guest still logged on after that is logged off `IMMED`.
     pub async fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome> {
-        let userid = names::userid(name)?;
+        let userid = names::guest_userid(name)?;
         let began = Instant::now();
         // The reply waits for the logoff on some systems: keep the grace time within the request timeout.
         let request_limit = self.client.config().request_timeout.saturating_sub(Duration::from_secs(10));
@@ -271,7 +306,7 @@ impl ZvmHost {
     /// Changes the relative CPU share in the directory (`Image_Definition_Update_DM SHARE=RELATIVE=n`); a
     /// logged-on guest keeps its share until `sync_live` or its next logon.
     pub async fn set_cpu_share(&self, name: &str, share: u32) -> Result<()> {
-        let userid = names::userid(name)?;
+        let userid = names::guest_userid(name)?;
         crate::validate::cpu_share(share)?;
         let update = ImageDefinitionUpdateDm::new(&userid, vec![format!("SHARE=RELATIVE={share}")]);
         match self.client.call(&update).await {

@@ -54,6 +54,7 @@ pub mod guest;
 pub mod live;
 pub mod names;
 pub mod network;
+pub mod preflight;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,8 +65,8 @@ use smapi::{ClientConfig, Credentials, ErrorKind, SmapiClient};
 use crate::error::{HypervisorError, Result};
 use crate::hypervisor::{Hypervisor, HypervisorFuture};
 use crate::types::{
-    ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, GuestDescription, GuestListing, GuestSpec,
-    GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
+    Capabilities, ConfigDrive, DefineOutcome, DiskCopyReport, DiskFormat, DiskInfo, DiskNaming, GuestDescription,
+    GuestListing, GuestSpec, GuestState, HostFacts, LiveSync, StartOutcome, StopOutcome,
 };
 use entry::{Entry, EntryPolicy};
 use names::MacPrefix;
@@ -243,6 +244,40 @@ impl ZvmHost {
 impl Hypervisor for ZvmHost {
     fn driver_name(&self) -> &'static str {
         "zvm"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            copy_on_write: false,
+            config_drive: false,
+            sealing: false,
+            // The agent's IUCV channel is not built yet (docs/zvm.md).
+            agent_channel: false,
+            // SMAPI cannot upload a file into a minidisk.
+            image_import: false,
+            process_adoption: false,
+            definition_adoption: true,
+            mac_prefix: self.policy.mac_prefix.0,
+            disk_naming: DiskNaming::Minidisks,
+        }
+    }
+
+    fn image_location(&self, index: u32) -> Option<PathBuf> {
+        // Image holder 01 first, 0x1000 minidisks each (device numbers 1000 to 1FFF), then holder 02, ...
+        let holder = self.image_holder_userid(index / 0x1000 + 1).ok()?;
+        Some(PathBuf::from(format!("{holder}/{:04X}", 0x1000 + index % 0x1000)))
+    }
+
+    fn check_guest_name(&self, name: &str) -> Result<()> {
+        names::guest_userid(name).map(drop)
+    }
+
+    fn adopt_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()> {
+        Box::pin(ZvmHost::adopt_guest(self, name))
+    }
+
+    fn release_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, ()> {
+        Box::pin(ZvmHost::release_guest(self, name))
     }
 
     fn probe(&self) -> HypervisorFuture<'_, HostFacts> {

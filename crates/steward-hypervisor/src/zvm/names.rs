@@ -39,6 +39,44 @@ pub fn userid(name: &str) -> Result<String> {
     zvm_name("guest name (a z/VM user ID)", name)
 }
 
+/// The user IDs z/VM and its service machines ship with (exact names), which Steward never defines, changes,
+/// logs on or off, whatever their entries say.
+const SYSTEM_USERIDS: &[&str] = &[
+    "OPERATOR", "OPERSYMP", "DISKACNT", "EREP", "LGLOPR", "SYSMON", "MONWRITE", "GCS", "AVSVM", "TSAFVM", "XCHANGE",
+    "VMUTIL", "CBDIODSP", "IBMUSER", "SYSADMIN", "CMSBATCH", "PVM", "LOHCOST", "PERSMAPI", "SMTP", "FTPSERVE",
+    "REXECD", "SNMPD", "SNMPQE", "LPSERVE", "PORTMAP", "NAMESRV", "VMNFS", "MPROUTE", "DHCPD", "SSLDCSSM", "ZVMLXAPP",
+    "ZHCP", "XCAT", "OPNCLOUD", "DELTA", "MIGMAINT", "SYSMAINT",
+];
+
+/// Prefixes of z/VM's system user IDs (`MAINT710`, `VSMWORK1`, `DTCVSW1`, `5VMTCP40`, ...).
+const SYSTEM_USERID_PREFIXES: &[&str] = &[
+    "MAINT", "VSM", "DTC", "DIRM", "DATAMOV", "TCP", "RACF", "RACM", "RSCS", "OSADMIN", "VMSERV", "AUTOLOG", "BLD",
+    "5VM", "5684", "LDAP", "PERF", "OPER", "OSASF", "ZVMLX",
+];
+
+/// Why Steward refuses to touch this user ID, when it is one of z/VM's system users (`MAINT`, `OPERATOR`,
+/// `TCPIP`, `DIRMAINT`, `VSMWORK1`, ...); `None` for any other.
+pub fn system_userid(userid: &str) -> Option<String> {
+    let userid = userid.to_ascii_uppercase();
+    let matched = SYSTEM_USERIDS.contains(&userid.as_str())
+        || SYSTEM_USERID_PREFIXES.iter().any(|prefix| userid.starts_with(prefix));
+    matched.then(|| {
+        format!(
+            "{userid} is (or is named like) one of z/VM's system user IDs (MAINT, OPERATOR, TCPIP, DIRMAINT, VSM*, \
+             ...); Steward never defines, changes, logs on or off such a user"
+        )
+    })
+}
+
+/// A guest name Steward may use: a z/VM user ID that is not a system user's.
+pub fn guest_userid(name: &str) -> Result<String> {
+    let userid = userid(name)?;
+    match system_userid(&userid) {
+        Some(reason) => Err(HypervisorError::invalid("guest name (a z/VM user ID)", reason)),
+        None => Ok(userid),
+    }
+}
+
 /// A virtual device number: 1 to 4 hexadecimal digits, returned as 4 upper-case digits (`600` is `0600`).
 pub fn vdev(what: &str, text: &str) -> Result<String> {
     if text.is_empty() || text.len() > 4 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
@@ -170,6 +208,16 @@ mod tests {
         }
         let error = DiskPath::parse(Path::new("/images/debian.qcow2")).unwrap_err().to_string();
         assert!(error.contains("disk path"), "{error}");
+    }
+
+    #[test]
+    fn system_userids_are_refused_and_others_pass() {
+        for system in ["maint", "MAINT710", "OPERATOR", "TCPIP", "DIRMAINT", "VSMWORK1", "DTCVSW1", "5VMTCP40"] {
+            assert!(guest_userid(system).unwrap_err().to_string().contains("system user"), "{system}");
+        }
+        for guest in ["web01", "LINUX01", "DB-1", "STWIMG01"] {
+            assert!(guest_userid(guest).is_ok(), "{guest}");
+        }
     }
 
     #[test]

@@ -105,7 +105,15 @@ pub async fn complex_create(
         validate::name("name", &body.name)?;
         let (host, driver) = find_host(&state, &mut tx, &body.host).await?;
         let facts = driver.probe().await?;
-        resolve(&mut tx, &body.name, &host.name, Some(facts.memory_total_bytes), &body.definition).await?;
+        resolve(
+            &mut tx,
+            &body.name,
+            &host.name,
+            &driver.capabilities(),
+            Some(facts.memory_total_bytes),
+            &body.definition,
+        )
+        .await?;
         if steward_store::complexes::get(&mut tx, &body.name).await?.is_some() {
             return Err(ApiError::conflict(format!("complex {:?} already exists", body.name)));
         }
@@ -154,7 +162,15 @@ pub async fn complex_update(
         let complex = find_complex(&mut tx, &name).await?;
         let (host, driver) = find_host(&state, &mut tx, &complex.host.to_string()).await?;
         let facts = driver.probe().await?;
-        resolve(&mut tx, &complex.name, &host.name, Some(facts.memory_total_bytes), &body.definition).await?;
+        resolve(
+            &mut tx,
+            &complex.name,
+            &host.name,
+            &driver.capabilities(),
+            Some(facts.memory_total_bytes),
+            &body.definition,
+        )
+        .await?;
         let members = steward_store::complexes::members(&mut tx, complex.id).await?;
         for member in &members {
             let old = complex.definition.tiers.iter().find(|tier| tier.name == member.tier);

@@ -49,7 +49,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         groups::group_list, groups::group_create, groups::group_show, groups::group_update, groups::group_delete,
         groups::group_members, groups::group_members_add, groups::group_member_remove,
         audit::audit_list,
-        hosts::host_list, hosts::host_show, hosts::host_guests,
+        hosts::host_list, hosts::host_show, hosts::host_guests, hosts::host_create, hosts::host_delete,
         networks::network_list, networks::network_create, networks::network_show, networks::network_delete,
         server_templates::server_template_list, server_templates::server_template_create,
         server_templates::server_template_show, server_templates::server_template_delete,
@@ -117,8 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))
         .route("/groups/{group}/members/{system}", delete(groups::group_member_remove))
         .route("/audit", get(audit::audit_list))
-        .route("/hosts", get(hosts::host_list))
-        .route("/hosts/{host}", get(hosts::host_show))
+        .route("/hosts", get(hosts::host_list).post(hosts::host_create))
+        .route("/hosts/{host}", get(hosts::host_show).delete(hosts::host_delete))
         .route("/hosts/{host}/guests", get(hosts::host_guests))
         .route("/networks", get(networks::network_list).post(networks::network_create))
         .route("/networks/{network}", get(networks::network_show).delete(networks::network_delete))

@@ -126,6 +126,16 @@ pub async fn os_template_import(
             return Err(ApiError::validation("cmdline", format!("must be one line of at most {MAX_CMDLINE} bytes")));
         }
         let (host, driver) = find_host(&state, &mut tx, &host_name).await?;
+        if !driver.capabilities().image_import {
+            return Err(ApiError::validation(
+                "host",
+                format!(
+                    "host {} cannot take an image file (SMAPI has no way to write a minidisk's data); capture a \
+                     template from a guest there instead (steward virtual-servers capture)",
+                    host.name
+                ),
+            ));
+        }
         let facts = driver.probe().await?;
         let needed = file_size(&file)?;
         if needed > facts.storage_free_bytes {
@@ -159,6 +169,7 @@ pub async fn os_template_import(
             source_virtual_server: None,
             source_file: Some(file.display().to_string()),
             sealed: Vec::new(),
+            disk_location: None,
             created_at: Timestamp::now(),
         };
         steward_store::templates::os_template_insert(
@@ -218,7 +229,10 @@ pub async fn os_template_delete(
         }
         let (_, driver) = find_host(&state, &mut tx, &found.host).await?;
         steward_store::templates::os_template_delete(&mut tx, found.id).await?;
-        TemplateFiles::new(&driver, &found).remove_all().await.map_err(|error| ApiError::internal(error.message))?;
+        TemplateFiles::new(&driver, &found)
+            .remove_all(&driver, &found)
+            .await
+            .map_err(|error| ApiError::new(error.code, error.message))?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use steward_hypervisor::{Boot, ConfigDrive, DiskAttachment, GuestSpec, GuestState, Nic, NicAddressing, NicConfig};
 use steward_store::virtual_servers::{VirtualServerRecord, VirtualServerState};
+use steward_types::api::hosts::HostKind;
 use steward_types::api::os_templates::{
     BootMethod, DiskFormat, OsTemplate, OsTemplateOrigin, Personalization, VirtualServerCapture,
 };
@@ -129,8 +130,15 @@ pub async fn virtual_server_create(
     let result = async {
         validate::name("name", &body.name)?;
         let (host, driver) = find_host(&state, &mut tx, &body.host).await?;
+        driver.check_guest_name("name", &body.name)?;
         let template = find_server_template(&mut tx, &body.server_template).await?;
         let facts = driver.probe().await?;
+        if facts.emulator(arch_to_driver(template.arch)).is_none() && host.kind == HostKind::Zvm {
+            return Err(ApiError::validation(
+                "server_template",
+                format!("host {} is a z/VM system: it runs s390x guests, not {}", host.name, template.arch),
+            ));
+        }
         if facts.emulator(arch_to_driver(template.arch)).is_none() {
             let package = if template.arch == steward_types::api::hosts::Arch::S390x {
                 "qemu-system-misc"
@@ -177,8 +185,8 @@ pub async fn virtual_server_create(
                     format!("its network {:?} is on host {}, not {}", network.name, network.host, host.name),
                 ));
             }
-            let mac = fresh_mac(&mut tx).await?;
-            let tap = format!("st{}n{position}", &id.0.simple().to_string()[..9]);
+            let mac = fresh_mac(&mut tx, &driver).await?;
+            let tap = driver.nic_device(id, position);
             nics.push((network.id, Nic { network: network.name.clone(), tap, mac: mac.clone() }));
             views.push(VirtualServerNic { network: network.name, mac, address: None });
         }
@@ -385,15 +393,33 @@ pub async fn virtual_server_deploy(
         }
         let (_, driver) = find_host(&state, &mut tx, &before.host).await?;
         require_stopped(&driver, &before, "deploy into").await?;
+        let capabilities = driver.capabilities();
         let overlay = match body.clone.unwrap_or(CloneMethod::Auto) {
-            CloneMethod::Auto => template.disk_format == DiskFormat::Qcow2,
+            CloneMethod::Auto => template.disk_format == DiskFormat::Qcow2 && capabilities.copy_on_write,
+            CloneMethod::Overlay if !capabilities.copy_on_write => {
+                return Err(ApiError::validation(
+                    "clone",
+                    format!("host {} has no copy-on-write disks (z/VM minidisks): use copy or auto", before.host),
+                ));
+            }
             CloneMethod::Overlay => true,
             CloneMethod::Copy => false,
         };
+        if !capabilities.config_drive && (!body.nics.is_empty() || !body.scripts.is_empty()) {
+            return Err(ApiError::validation(
+                if body.nics.is_empty() { "scripts" } else { "nics" },
+                format!(
+                    "host {} has no config drive to carry network settings and scripts; on z/VM they reach the guest \
+                     through its agent, whose IUCV channel Steward does not have yet (docs/zvm.md)",
+                    before.host
+                ),
+            ));
+        }
         let operation = OperationId::new();
         let suffix = &operation.0.simple().to_string()[..8];
         let guest_directory = driver.guest_directory(&before.name);
-        let new_disk = guest_directory.join(format!("disk0-{suffix}.qcow2"));
+        let current_disks: Vec<String> = before.disks.iter().map(|disk| disk.path.clone()).collect();
+        let new_disk = driver.replacement_boot_disk(&before.name, &current_disks, suffix);
         let files = TemplateFiles::new(&driver, &template);
         let boot = match template.boot {
             BootMethod::Direct => Boot::Direct {
@@ -403,7 +429,7 @@ pub async fn virtual_server_deploy(
             },
             BootMethod::Firmware => Boot::Firmware { firmware: None },
         };
-        let config_drive = (template.personalization == Personalization::Nocloud).then(|| {
+        let config_drive = (template.personalization == Personalization::Nocloud && capabilities.config_drive).then(|| {
             (
                 guest_directory.join(format!("cidata-{suffix}.img")),
                 ConfigDrive {
@@ -455,6 +481,118 @@ pub async fn virtual_server_deploy(
     .await;
     let operation = finish(&state, tx, entry, result).await?;
     operation_accepted(&state, operation).await
+}
+
+/// Registers a guest whose definition the host keeps (a z/VM directory entry): the entry is adopted as it is
+/// (its disks, CPUs, memory and NICs read from it), and the virtual server is named after it.
+async fn register_definition(
+    tx: &mut steward_store::Conn,
+    caller: &Caller,
+    body: &VirtualServerRegister,
+    host: &steward_store::hosts::HostRecord,
+    driver: &Driver,
+) -> ApiResult<OperationId> {
+    let guest = body.guest.clone().unwrap_or_else(|| body.name.clone());
+    if !guest.eq_ignore_ascii_case(&body.name) {
+        return Err(ApiError::validation(
+            "name",
+            format!("on z/VM a virtual server is named after its user ID: use {:?}", guest.to_ascii_lowercase()),
+        ));
+    }
+    for (field, given) in [
+        ("disk", body.disk.is_some()),
+        ("arch", body.arch.is_some()),
+        ("cpus", body.cpus.is_some()),
+        ("memory_mib", body.memory_mib.is_some()),
+        ("kernel", body.kernel.is_some()),
+        ("initrd", body.initrd.is_some()),
+        ("cmdline", body.cmdline.is_some()),
+    ] {
+        if given {
+            return Err(ApiError::validation(
+                field,
+                format!("host {} reads it from the guest's directory entry; leave it out", host.name),
+            ));
+        }
+    }
+    driver.check_guest_name("guest", &guest)?;
+    let description = match driver.describe_guest(&body.name).await {
+        Ok(description) => description,
+        Err(steward_hypervisor::HypervisorError::NotFound { .. }) => {
+            return Err(ApiError::validation(
+                "guest",
+                format!("host {} has no directory entry {:?} (steward hosts guests {})", host.name, guest, host.name),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut spec = description.spec;
+    spec.name = body.name.clone();
+    let mut disks = Vec::new();
+    for disk in &spec.disks {
+        let info = driver.disk_info(&disk.path).await?;
+        disks.push(VirtualServerDisk {
+            size_bytes: info.virtual_size_bytes,
+            origin: DiskOrigin::Registered,
+            path: disk.path.display().to_string(),
+        });
+    }
+    if disks.is_empty() {
+        return Err(ApiError::validation("guest", format!("{guest:?} has no minidisk to boot from")));
+    }
+    let id = VirtualServerId::new();
+    let system = SystemId::new();
+    let server = VirtualServer {
+        id,
+        name: body.name.clone(),
+        host: host.name.clone(),
+        server_template: None,
+        arch: arch_from_driver(spec.arch),
+        cpus: spec.cpus,
+        memory_mib: spec.memory_mib,
+        cpu_share: spec.cpu_share,
+        disks,
+        // The entry's NICs stay as they are; they are on virtual switches Steward may not know as networks.
+        nics: Vec::new(),
+        os_template: None,
+        hostname: None,
+        power: power_state(driver, &body.name).await,
+        system: Some(system),
+        registered: true,
+        created_at: Timestamp::now(),
+    };
+    steward_store::virtual_servers::insert(tx, &server, host.id, None, VirtualServerState::Creating).await?;
+    let params = sagas::virtual_server_register::Params {
+        virtual_server: id,
+        host: host.id,
+        system,
+        spec,
+        pid: None,
+        adopt_definition: true,
+    };
+    let (kind, steps) = (sagas::virtual_server_register::KIND, sagas::virtual_server_register::STEPS);
+    record_on(tx, caller, OperationId::new(), &server, kind, steps, &params).await
+}
+
+/// Where a new template's image goes on a host that names template disks itself (z/VM): the first location no
+/// template of the host has. `None` on hosts where templates are files of the server.
+async fn image_location(
+    conn: &mut steward_store::Conn,
+    driver: &Driver,
+    host: steward_types::HostId,
+) -> ApiResult<Option<std::path::PathBuf>> {
+    if driver.image_location(0).is_none() {
+        return Ok(None);
+    }
+    let taken = steward_store::templates::os_template_locations(conn, host).await?;
+    for index in 0..=u16::MAX as u32 {
+        match driver.image_location(index) {
+            Some(location) if !taken.contains(&location.display().to_string()) => return Ok(Some(location)),
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    Err(ApiError::conflict("every image holder location of this host is taken; delete OS templates first"))
 }
 
 async fn current_os_template(
@@ -677,6 +815,7 @@ pub async fn virtual_server_capture(
             }
             Boot::Firmware { .. } => (BootMethod::Firmware, None, None, None),
         };
+        let disk_location = image_location(&mut tx, &driver, host.id).await?;
         let template = OsTemplate {
             id: OsTemplateId::new(),
             name: body.name.clone(),
@@ -687,16 +826,17 @@ pub async fn virtual_server_capture(
             cmdline,
             has_kernel: kernel.is_some(),
             has_initrd: initrd.is_some(),
-            disk_format: DiskFormat::Qcow2,
+            disk_format: if disk_location.is_some() { DiskFormat::Raw } else { DiskFormat::Qcow2 },
             disk_size_bytes: 0,
             file_size_bytes: 0,
             sha256: String::new(),
             personalization: source.as_ref().map(|source| source.personalization).unwrap_or(Personalization::None),
-            agent: source.as_ref().is_some_and(|source| source.agent),
+            agent: body.agent.unwrap_or_else(|| source.as_ref().is_some_and(|source| source.agent)),
             origin: OsTemplateOrigin::Captured,
             source_virtual_server: Some(server.name.clone()),
             source_file: None,
             sealed: Vec::new(),
+            disk_location: disk_location.map(|location| location.display().to_string()),
             created_at: Timestamp::now(),
         };
         steward_store::templates::os_template_insert(
@@ -749,6 +889,9 @@ pub async fn virtual_server_register(
         }
         if steward_store::systems::name_taken(&mut tx, &body.name).await? {
             return Err(ApiError::conflict(format!("a managed system is already named {:?}", body.name)));
+        }
+        if driver.capabilities().definition_adoption {
+            return register_definition(&mut tx, &caller, &body, &host, &driver).await;
         }
         let running: Option<steward_hypervisor::GuestListing> = match &body.guest {
             Some(guest) => {
@@ -857,6 +1000,7 @@ pub async fn virtual_server_register(
             system,
             spec,
             pid: running.map(|listing| listing.pid),
+            adopt_definition: false,
         };
         record_on(
             &mut tx,

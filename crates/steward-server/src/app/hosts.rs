@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::Digest;
-use steward_hypervisor::{Arch, DiskCopyReport, DiskFormat, GuestSpec, GuestState, Hypervisor, StopOutcome};
+use steward_hypervisor::{
+    Arch, Capabilities, DiskCopyReport, DiskFormat, DiskNaming, GuestSpec, GuestState, Hypervisor, StopOutcome,
+};
 use steward_store::templates::OsTemplateState;
 use steward_store::virtual_servers::VirtualServerState;
 use steward_types::api::Timestamp;
@@ -49,13 +51,59 @@ impl Driver {
         &self.storage
     }
 
+    pub fn capabilities(&self) -> Capabilities {
+        self.hypervisor.capabilities()
+    }
+
+    fn minidisks(&self) -> bool {
+        self.capabilities().disk_naming == DiskNaming::Minidisks
+    }
+
+    /// The format of the disks Steward makes for guests: qcow2 files, or z/VM minidisks (raw).
+    pub fn disk_format(&self) -> DiskFormat {
+        if self.minidisks() { DiskFormat::Raw } else { DiskFormat::Qcow2 }
+    }
+
+    /// Where Steward keeps a guest's files on a host with image files (on z/VM nothing is ever put there).
     pub fn guest_directory(&self, name: &str) -> PathBuf {
         self.storage.join("guests").join(name)
     }
 
-    /// Disk `index` as the create saga makes it (inside the guest's directory, so undefining removes it).
+    /// Disk `index` as the create saga makes it: a file inside the guest's directory (so undefining removes
+    /// it), or on z/VM the minidisk `NAME/0100` + index.
     pub fn disk_path(&self, name: &str, index: usize) -> PathBuf {
+        if self.minidisks() {
+            return minidisk(name, MINIDISK_FIRST + index);
+        }
         self.guest_directory(name).join(format!("disk{index}.qcow2"))
+    }
+
+    /// The disk a deploy writes the new boot disk to, beside the current ones (the old one goes only when the
+    /// deploy succeeded): `disk0-<suffix>.qcow2`, or on z/VM the first free device number from `0100`.
+    pub fn replacement_boot_disk(&self, name: &str, current: &[String], suffix: &str) -> PathBuf {
+        if !self.minidisks() {
+            return self.guest_directory(name).join(format!("disk0-{suffix}.qcow2"));
+        }
+        (MINIDISK_FIRST..=0xFFFF)
+            .map(|device| minidisk(name, device))
+            .find(|candidate| !current.iter().any(|disk| disk.eq_ignore_ascii_case(&candidate.to_string_lossy())))
+            .unwrap_or_else(|| minidisk(name, MINIDISK_FIRST))
+    }
+
+    /// The device a NIC is known by on the host: a tap device named after the virtual server (at most 15
+    /// characters), or on z/VM the NIC's first virtual device number (`0600`, `0603`, ...: three each).
+    pub fn nic_device(&self, virtual_server: VirtualServerId, position: usize) -> String {
+        if self.minidisks() {
+            return format!("{:04X}", NIC_FIRST + 3 * position);
+        }
+        format!("st{}n{position}", &virtual_server.0.simple().to_string()[..9])
+    }
+
+    /// Refuses a guest name the host cannot use (a z/VM user ID is 1 to 8 characters, never a system user's).
+    pub fn check_guest_name(&self, field: &str, name: &str) -> crate::error::ApiResult<()> {
+        self.hypervisor
+            .check_guest_name(name)
+            .map_err(|error| crate::error::ApiError::validation(field, crate::error_chain(&error)))
     }
 
     pub async fn spec(&self, name: &str) -> steward_hypervisor::Result<GuestSpec> {
@@ -99,7 +147,9 @@ impl Driver {
             self.hypervisor.disk_overlay(disk, image, image_format, Some(size_bytes)).await?;
             return Ok(Some("copy-on-write overlay".into()));
         }
-        let report = self.hypervisor.disk_copy(image, disk, Some(size_bytes)).await?;
+        // A z/VM copy (DirMaint DATAMOVE) has the image's size; a file is grown to the server template's.
+        let size = (!self.minidisks()).then_some(size_bytes);
+        let report = self.hypervisor.disk_copy(image, disk, size).await?;
         Ok(Some(format!("full copy, {} MiB at {:.0} MiB/s", report.bytes >> 20, report.bytes_per_second / 1_048_576.0)))
     }
 
@@ -107,6 +157,14 @@ impl Driver {
     pub async fn power(&self, name: &str) -> GuestState {
         self.hypervisor.status(name).await.unwrap_or(GuestState::Stopped)
     }
+}
+
+/// The first device number of a z/VM guest's minidisks and of its NICs.
+const MINIDISK_FIRST: usize = 0x100;
+const NIC_FIRST: usize = 0x600;
+
+fn minidisk(name: &str, device: usize) -> PathBuf {
+    PathBuf::from(format!("{}/{device:04X}", name.to_ascii_uppercase()))
 }
 
 /// The driver's architecture for an API architecture (the two crates keep their own enums: the driver does not
@@ -133,29 +191,43 @@ pub fn driver_format(format: steward_types::api::os_templates::DiskFormat) -> Di
     }
 }
 
-/// The drivers of the hosts this server provisions on, by host.
+/// The drivers of the hosts this server provisions on, by host (hosts are registered and removed while the
+/// server runs).
 #[derive(Default)]
 pub struct Hosts {
-    drivers: HashMap<HostId, Driver>,
+    drivers: std::sync::RwLock<HashMap<HostId, Driver>>,
 }
 
 impl Hosts {
-    pub fn with(mut self, host: HostId, driver: Driver) -> Self {
-        self.drivers.insert(host, driver);
+    pub fn with(self, host: HostId, driver: Driver) -> Self {
+        self.insert(host, driver);
         self
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<HostId, Driver>> {
+        // A panic while the map was written leaves it whole (insert and remove are single calls).
+        self.drivers.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, host: HostId, driver: Driver) {
+        self.drivers.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(host, driver);
+    }
+
+    pub fn remove(&self, host: HostId) {
+        self.drivers.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&host);
+    }
+
     pub fn driver(&self, host: HostId) -> StepResult<Driver> {
-        self.drivers.get(&host).cloned().ok_or_else(|| {
+        self.read().get(&host).cloned().ok_or_else(|| {
             StepError::new(
                 ErrorCode::Unavailable,
-                format!("host {host} has no driver in this server (is QEMU installed?)"),
+                format!("host {host} has no driver in this server (is QEMU installed? could its settings be read?)"),
             )
         })
     }
 
-    pub fn all(&self) -> impl Iterator<Item = (HostId, &Driver)> {
-        self.drivers.iter().map(|(id, driver)| (*id, driver))
+    pub fn all(&self) -> Vec<(HostId, Driver)> {
+        self.read().iter().map(|(id, driver)| (*id, driver.clone())).collect()
     }
 }
 
@@ -171,7 +243,10 @@ impl TemplateFiles {
     pub fn new(driver: &Driver, template: &OsTemplate) -> Self {
         let directory = driver.storage_directory().join("templates").join(template.id.to_string());
         Self {
-            disk: directory.join(format!("disk.{}", template.disk_format.as_str())),
+            disk: match &template.disk_location {
+                Some(location) => PathBuf::from(location),
+                None => directory.join(format!("disk.{}", template.disk_format.as_str())),
+            },
             kernel: directory.join("vmlinuz"),
             initrd: directory.join("initrd.img"),
             directory,
@@ -188,10 +263,19 @@ impl TemplateFiles {
         Ok((!copied.is_empty()).then(|| format!("copied {}", copied.join(", "))))
     }
 
-    /// Fills in the image's sizes and checksum; returns a line for the step's detail.
+    /// Fills in the image's sizes and checksum; returns a line for the step's detail. A minidisk's data cannot
+    /// be read through SMAPI, so a z/VM image has its size and no checksum.
     pub async fn describe(&self, driver: &Driver, template: &mut OsTemplate) -> StepResult<String> {
         let info = driver.disk_info(&self.disk).await?;
         template.disk_size_bytes = info.virtual_size_bytes;
+        if template.disk_location.is_some() {
+            template.file_size_bytes = info.actual_size_bytes;
+            return Ok(format!(
+                "{} MiB minidisk {} (no checksum: SMAPI does not read a minidisk's data)",
+                info.virtual_size_bytes >> 20,
+                self.disk.display()
+            ));
+        }
         template.file_size_bytes = file_size(&self.disk).await?;
         template.sha256 = sha256_file(&self.disk).await?;
         template.has_kernel = tokio::fs::try_exists(&self.kernel).await.unwrap_or(false);
@@ -199,7 +283,11 @@ impl TemplateFiles {
         Ok(format!("sha256 {}, {} MiB on disk", template.sha256, template.file_size_bytes >> 20))
     }
 
-    pub async fn remove_all(&self) -> StepResult<()> {
+    /// Removes the image (a minidisk on z/VM) and the template's directory.
+    pub async fn remove_all(&self, driver: &Driver, template: &OsTemplate) -> StepResult<()> {
+        if template.disk_location.is_some() {
+            driver.disk_delete(&self.disk).await?;
+        }
         match tokio::fs::remove_dir_all(&self.directory).await {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -282,8 +370,11 @@ pub async fn guest_stop(
     ))
 }
 
-/// Lets the server talk to the guest's agent over its management channel.
+/// Lets the server talk to the guest's agent over its management channel, where the host has one.
 pub fn attach_agent(state: &AppState, driver: &Driver, server: &VirtualServer) {
+    if !driver.capabilities().agent_channel {
+        return;
+    }
     if let Some(system) = server.system {
         let attached = driver
             .agent_socket(&server.name)
@@ -299,12 +390,15 @@ pub fn attach_agent(state: &AppState, driver: &Driver, server: &VirtualServer) {
 pub async fn reattach_running_guests(state: &AppState) -> Result<usize, steward_store::StoreError> {
     let mut attached = 0;
     for (host, driver) in state.hosts.all() {
+        if !driver.capabilities().agent_channel {
+            continue;
+        }
         let mut conn = state.store.conn().await?;
         let servers = steward_store::virtual_servers::list_on_host(&mut conn, host).await?;
         drop(conn);
         for record in servers {
             if matches!(driver.power(&record.server.name).await, GuestState::Running { .. }) {
-                attach_agent(state, driver, &record.server);
+                attach_agent(state, &driver, &record.server);
                 attached += 1;
             }
         }
@@ -396,11 +490,13 @@ pub async fn os_template_forget(state: &AppState, id: OsTemplateId) -> StepResul
     Ok(())
 }
 
-/// A locally administered MAC address (QEMU's 52:54:00 prefix) that no NIC in the store has.
-pub async fn fresh_mac(conn: &mut steward_store::Conn) -> crate::error::ApiResult<String> {
+/// A MAC address with the host's prefix (QEMU's locally administered 52:54:00, a z/VM system's MAC prefix)
+/// that no NIC in the store has.
+pub async fn fresh_mac(conn: &mut steward_store::Conn, driver: &Driver) -> crate::error::ApiResult<String> {
+    let [first, second, third] = driver.capabilities().mac_prefix;
     for _ in 0..16 {
         let bytes: [u8; 3] = rand::random();
-        let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2]);
+        let mac = format!("{first:02x}:{second:02x}:{third:02x}:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2]);
         if !steward_store::virtual_servers::mac_taken(conn, &mac).await? {
             return Ok(mac);
         }

@@ -7,3 +7,4 @@ pub mod groups;
 pub mod hosts;
 pub mod inventory;
 pub mod sagas;
+pub mod zvm;

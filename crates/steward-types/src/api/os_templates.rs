@@ -76,6 +76,10 @@ pub struct OsTemplate {
     pub source_file: Option<String>,
     /// What was removed or emptied so that clones never collide.
     pub sealed: Vec<String>,
+    /// Where the image lives when the host names it (a z/VM minidisk of an image holder, `STWIMG01/1000`); on
+    /// QEMU hosts it is a file in the server's template storage and this is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_location: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -116,4 +120,8 @@ pub struct VirtualServerCapture {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Whether the image starts the Steward agent; by default what the source's OS template says (false for a
+    /// registered guest).
+    #[serde(default)]
+    pub agent: Option<bool>,
 }

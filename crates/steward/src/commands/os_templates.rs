@@ -36,6 +36,10 @@ pub enum OsTemplatesCommand {
         /// Free text saying what it is for.
         #[arg(long)]
         description: Option<String>,
+        /// The image starts the Steward agent (by default: as the source's template says; no for a registered
+        /// guest).
+        #[arg(long)]
+        agent: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -238,11 +242,11 @@ pub async fn run(context: &Context, command: OsTemplatesCommand) -> anyhow::Resu
             }
             Ok(render(context, &template))
         }
-        OsTemplatesCommand::Capture { name, virtual_server, description, wait } => {
+        OsTemplatesCommand::Capture { name, virtual_server, description, agent, wait } => {
             validate::name("name", &name)?;
             let path = format!("/virtual-servers/{}/capture", segment(&virtual_server));
-            let operation =
-                client.start_operation(&path, &VirtualServerCapture { name: name.clone(), description }).await?;
+            let body = VirtualServerCapture { name: name.clone(), description, agent: agent.then_some(true) };
+            let operation = client.start_operation(&path, &body).await?;
             if let Outcome::Detached(text) = follow(context, operation, wait).await? {
                 return Ok(text);
             }

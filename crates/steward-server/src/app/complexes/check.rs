@@ -256,7 +256,12 @@ pub async fn check_member(state: &AppState, context: &Context, member: &MemberRe
         return findings.found;
     };
     let description = match context.driver.describe_guest(name).await {
-        Ok(description) => description,
+        Ok(mut description) => {
+            if let Some(tier) = context.tier(&member.tier) {
+                super::member::align_network_names(&mut description.spec, tier);
+            }
+            description
+        }
         Err(error) => {
             findings.push(
                 Layer::Hypervisor,

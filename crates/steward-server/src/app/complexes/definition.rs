@@ -227,6 +227,7 @@ pub async fn resolve(
     conn: &mut steward_store::Conn,
     complex: &str,
     host: &str,
+    capabilities: &steward_hypervisor::Capabilities,
     host_memory_bytes: Option<u64>,
     definition: &ComplexDefinition,
 ) -> ApiResult<Vec<ResolvedTier>> {
@@ -277,8 +278,31 @@ pub async fn resolve(
                 format!("{:?} is on host {}; the complex is on {host}", os_template.name, os_template.host),
             ));
         }
+        if !capabilities.config_drive {
+            // Without a config drive (z/VM), what a member is given at first boot would have to come through its
+            // agent, whose channel on z/VM (IUCV) does not exist yet: only what the directory holds is offered.
+            let unsupported = if !tier.disks.is_empty() {
+                Some("disks")
+            } else if !tier.scripts.is_empty() {
+                Some("scripts")
+            } else if tier.networks.iter().any(|network| network.pool.is_some() || network.gateway.is_some()) {
+                Some("networks")
+            } else {
+                None
+            };
+            if let Some(what) = unsupported {
+                return Err(ApiError::validation(
+                    &field(what),
+                    format!(
+                        "host {host} has no config drive (z/VM): extra disks, scripts and address pools reach a \
+                         member through its agent at first boot, and Steward has no agent channel to z/VM guests \
+                         yet (docs/zvm.md); tiers there have networks without pools (DHCP), and no disks or scripts"
+                    ),
+                ));
+            }
+        }
         let personalized = !tier.networks.is_empty() || !tier.disks.is_empty() || !tier.scripts.is_empty();
-        if personalized && os_template.personalization != Personalization::Nocloud {
+        if personalized && capabilities.config_drive && os_template.personalization != Personalization::Nocloud {
             return Err(ApiError::validation(
                 &field("os_template"),
                 format!(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use steward_hypervisor::{
-    Boot, ConfigDrive, DiskAttachment, DiskFormat, GuestSpec, Nic, NicAddressing, NicConfig, PersonalizationScript,
+    Boot, ConfigDrive, DiskAttachment, GuestSpec, Nic, NicAddressing, NicConfig, PersonalizationScript,
 };
 use steward_types::api::os_templates::BootMethod;
 use steward_types::api::virtual_servers::VirtualServerNic;
@@ -64,11 +64,6 @@ pub fn tier_scripts(tier: &ResolvedTier) -> Vec<PersonalizationScript> {
         .collect()
 }
 
-/// The tap device name of a member's NIC (at most 15 characters).
-pub fn tap_name(virtual_server: steward_types::VirtualServerId, position: usize) -> String {
-    format!("st{}n{position}", &virtual_server.0.simple().to_string()[..9])
-}
-
 /// Where a member's files are: the boot disk, the template's further disks, the tier's extra disks.
 pub fn boot_disk_path(driver: &Driver, name: &str) -> PathBuf {
     driver.disk_path(name, 0)
@@ -120,6 +115,7 @@ pub fn environment(
 /// The member's NICs from its virtual server's record (MACs and addresses reserved when it was created), in
 /// the tier's network order; a network of the tier the member has no NIC on yet is left out.
 pub fn desired_nics(
+    driver: &Driver,
     tier: &ResolvedTier,
     virtual_server: steward_types::VirtualServerId,
     recorded: &[VirtualServerNic],
@@ -137,7 +133,7 @@ pub fn desired_nics(
         nics.push(DesiredNic {
             network: network.network.name.clone(),
             mac: nic.mac.clone(),
-            tap: tap_name(virtual_server, position),
+            tap: driver.nic_device(virtual_server, position),
             address,
             gateway: network.gateway,
             dns: network.dns.clone(),
@@ -146,21 +142,36 @@ pub fn desired_nics(
     nics
 }
 
+/// Spells the networks of a described definition as the tier does: z/VM gives virtual switch names back upper
+/// case (`LAN1` for network `lan1`).
+pub fn align_network_names(spec: &mut GuestSpec, tier: &ResolvedTier) {
+    for nic in &mut spec.nics {
+        if let Some(network) =
+            tier.networks.iter().find(|network| network.network.name.eq_ignore_ascii_case(&nic.network))
+        {
+            nic.network = network.network.name.clone();
+        }
+    }
+}
+
 /// The guest definition of a member.
 pub fn guest_spec(driver: &Driver, tier: &ResolvedTier, desired: &Desired, personalized: bool) -> GuestSpec {
-    let mut disks =
-        vec![DiskAttachment { path: boot_disk_path(driver, &desired.name), format: DiskFormat::Qcow2, serial: None }];
+    let mut disks = vec![DiskAttachment {
+        path: boot_disk_path(driver, &desired.name),
+        format: driver.disk_format(),
+        serial: None,
+    }];
     for index in 1..tier.server_template.disks.len() {
         disks.push(DiskAttachment {
             path: driver.disk_path(&desired.name, index),
-            format: DiskFormat::Qcow2,
+            format: driver.disk_format(),
             serial: None,
         });
     }
     for disk in &desired.disks {
         disks.push(DiskAttachment {
             path: extra_disk_path(driver, &desired.name, &disk.serial),
-            format: DiskFormat::Qcow2,
+            format: driver.disk_format(),
             serial: Some(disk.serial.clone()),
         });
     }

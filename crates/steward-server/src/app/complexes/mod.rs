@@ -45,7 +45,9 @@ impl Context {
     pub async fn load(state: &AppState, conn: &mut steward_store::Conn, id_or_name: &str) -> ApiResult<Context> {
         let complex = find_complex(conn, id_or_name).await?;
         let (host, driver) = find_host(state, conn, &complex.host.to_string()).await?;
-        let tiers = definition::resolve(conn, &complex.name, &host.name, None, &complex.definition).await?;
+        let tiers =
+            definition::resolve(conn, &complex.name, &host.name, &driver.capabilities(), None, &complex.definition)
+                .await?;
         let members = steward_store::complexes::members(conn, complex.id).await?;
         Ok(Context { complex, host, driver, tiers, members })
     }
@@ -70,7 +72,7 @@ impl Context {
         let adopted = |property: &str| member.adopted.get(property).map(String::as_str);
         let enforced = |property: String| adopted(&property) != Some(NOT_ENFORCED);
         let number = |property: &str| adopted(property).and_then(|value| value.parse::<u64>().ok());
-        let nics: Vec<_> = member::desired_nics(tier, server.id, &server.nics)
+        let nics: Vec<_> = member::desired_nics(&self.driver, tier, server.id, &server.nics)
             .into_iter()
             .filter(|nic| enforced(format!("nic:{}", nic.network)))
             .collect();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use steward_hypervisor::{DiskAttachment, DiskFormat, HostFacts, Nic};
+use steward_hypervisor::{DiskAttachment, HostFacts, Nic};
 use steward_store::complexes::MemberRecord;
 use steward_store::virtual_servers::VirtualServerState;
 use steward_types::api::Timestamp;
@@ -56,8 +56,9 @@ async fn free_addresses(
     Ok(free)
 }
 
-fn personalized(tier: &ResolvedTier) -> bool {
-    tier.os_template.personalization == Personalization::Nocloud
+/// Whether members of the tier get a config drive (never on a host without them).
+fn personalized(tier: &ResolvedTier, capabilities: &steward_hypervisor::Capabilities) -> bool {
+    tier.os_template.personalization == Personalization::Nocloud && capabilities.config_drive
 }
 
 /// Checks that `count` new members of `tier` fit on the host and reserves them: virtual servers in state
@@ -77,8 +78,21 @@ pub async fn members_add(
     let first_index = steward_store::complexes::highest_index(conn, context.complex.id, &tier.tier.name).await? + 1;
     let names: Vec<(u32, String)> =
         (first_index..first_index + count).map(|index| (index, tier.member_name(complex, index))).collect();
+    let capabilities = context.driver.capabilities();
+    if request.start && !capabilities.agent_channel {
+        return Err(ApiError::validation(
+            "start",
+            format!(
+                "members on host {} cannot be started by add-members yet: a started member is personalized and \
+                 checked through its agent, and Steward has no agent channel to z/VM guests (docs/zvm.md); add \
+                 them with --no-start",
+                context.host.name
+            ),
+        ));
+    }
     for (_, name) in &names {
         validate::name("tier.naming", name)?;
+        context.driver.check_guest_name("tier.naming", name)?;
         if steward_store::virtual_servers::get(conn, name).await?.is_some() {
             return Err(ApiError::conflict(format!(
                 "member name {name:?} (pattern {:?}) is already a virtual server's name; change the tier's naming",
@@ -95,7 +109,13 @@ pub async fn members_add(
     let image_bytes = tier.os_template.disk_size_bytes;
     let boot_disk_bytes = tier.server_template.disks.first().copied().unwrap_or(image_bytes).max(image_bytes);
     let overlay = match request.clone.unwrap_or(CloneMethod::Auto) {
-        CloneMethod::Auto => tier.os_template.disk_format == TemplateFormat::Qcow2,
+        CloneMethod::Auto => tier.os_template.disk_format == TemplateFormat::Qcow2 && capabilities.copy_on_write,
+        CloneMethod::Overlay if !capabilities.copy_on_write => {
+            return Err(ApiError::validation(
+                "clone",
+                format!("host {} has no copy-on-write disks (z/VM minidisks): use copy or auto", context.host.name),
+            ));
+        }
         CloneMethod::Overlay => true,
         CloneMethod::Copy => false,
     };
@@ -142,8 +162,8 @@ pub async fn members_add(
         for (nic_position, network) in tier.networks.iter().enumerate() {
             nics.push(DesiredNic {
                 network: network.network.name.clone(),
-                mac: fresh_mac(conn).await?,
-                tap: member::tap_name(id, nic_position),
+                mac: fresh_mac(conn, driver).await?,
+                tap: driver.nic_device(id, nic_position),
                 address: pools[nic_position].get(position).copied(),
                 gateway: network.gateway,
                 dns: network.dns.clone(),
@@ -162,7 +182,7 @@ pub async fn members_add(
             disks: tier.disks.clone(),
             scripts: member::tier_scripts(tier),
         };
-        let spec = member::guest_spec(driver, tier, &desired, personalized(tier));
+        let spec = member::guest_spec(driver, tier, &desired, personalized(tier, &capabilities));
         let mut blank_disks: Vec<_> = tier
             .server_template
             .disks
@@ -248,11 +268,11 @@ pub async fn members_add(
             overlay,
             boot_disk_bytes,
             blank_disks,
-            config_drive: personalized(tier)
+            config_drive: personalized(tier, &capabilities)
                 .then(|| (member::config_drive_path(driver, name), member::config_drive(&id.to_string(), &desired))),
             spec,
             start: request.start,
-            scripts: if personalized(tier) { scripts } else { Vec::new() },
+            scripts: if personalized(tier, &capabilities) { scripts } else { Vec::new() },
             server,
         });
     }
@@ -279,6 +299,9 @@ pub async fn member_apply(
     let name = before.name.clone();
     let driver = &context.driver;
     let mut spec = driver.spec(&name).await?;
+    if let Some(tier) = context.tier(&member.tier) {
+        member::align_network_names(&mut spec, tier);
+    }
     let mut after = before.clone();
     let mut plan = complex_member_apply::Params {
         host: context.host.id,
@@ -341,8 +364,8 @@ pub async fn member_apply(
                     let address = free_addresses(conn, network, 1).await?.first().copied();
                     let nic = DesiredNic {
                         network: network.network.name.clone(),
-                        mac: fresh_mac(conn).await?,
-                        tap: member::tap_name(before.id, position),
+                        mac: fresh_mac(conn, driver).await?,
+                        tap: driver.nic_device(before.id, position),
                         address,
                         gateway: network.gateway,
                         dns: network.dns.clone(),
@@ -398,7 +421,7 @@ pub async fn member_apply(
                     let path = member::extra_disk_path(driver, &name, &disk.serial);
                     spec.disks.push(DiskAttachment {
                         path: path.clone(),
-                        format: DiskFormat::Qcow2,
+                        format: driver.disk_format(),
                         serial: Some(disk.serial.clone()),
                     });
                     plan.create_disks.push((path.clone(), disk.size_bytes));

@@ -27,6 +27,7 @@ pub const DEFAULT_INTERVAL_SECONDS: u64 = 300;
 pub fn interval_seconds(definition: &ComplexDefinition, host: HostKind) -> u64 {
     definition.reconcile_interval_seconds.unwrap_or(match host {
         HostKind::Qemu => DEFAULT_INTERVAL_SECONDS,
+        HostKind::Zvm => 0,
     })
 }
 

@@ -52,7 +52,7 @@ pub async fn undo<P: TemplateParams>(
     let files = TemplateFiles::new(driver, params.template());
     match step {
         "record" => hosts::os_template_forget(state, params.template().id).await,
-        "copy_image" | "flatten_disk" => files.remove_all().await,
+        "copy_image" | "flatten_disk" => files.remove_all(driver, params.template()).await,
         // Their files are in the template's directory, removed with the image.
         "seal" | "copy_boot_files" | "checksum" => Ok(()),
         "finish" => Ok(hosts::os_template_store(state, params.template(), OsTemplateState::Creating).await?),

@@ -43,8 +43,16 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
     match step {
         "flatten_disk" => {
             driver.disk_capture(&params.source_disk, &disk).await?;
-            Ok(Some("flattened and compressed".into()))
+            Ok(Some(match params.template.disk_location {
+                Some(_) => format!("copied to {}", disk.display()),
+                None => "flattened and compressed".into(),
+            }))
         }
+        "seal" if !driver.capabilities().sealing => Ok(Some(
+            "not sealed: this host cannot read the disk off-line; the image must reset its identity at first boot \
+             (docs/zvm.md)"
+                .into(),
+        )),
         "seal" => {
             // Sealing an already sealed image finds nothing more; keep what the first run removed.
             for item in driver.seal_disk(&disk).await? {

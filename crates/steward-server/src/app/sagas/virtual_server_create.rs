@@ -3,7 +3,7 @@
 //! `creating`) and its NICs, so its name and MAC addresses are reserved before the operation starts.
 
 use serde::{Deserialize, Serialize};
-use steward_hypervisor::{Arch, Boot, DiskAttachment, DiskFormat, GuestSpec, Nic};
+use steward_hypervisor::{Arch, Boot, DiskAttachment, GuestSpec, Nic};
 use steward_store::virtual_servers::VirtualServerState;
 use steward_types::{HostId, SystemId, VirtualServerId};
 
@@ -41,7 +41,7 @@ pub fn blank_spec(params: &Params, driver: &hosts::Driver) -> GuestSpec {
         disks: (0..params.disks.len())
             .map(|index| DiskAttachment {
                 path: driver.disk_path(&params.name, index),
-                format: DiskFormat::Qcow2,
+                format: driver.disk_format(),
                 serial: None,
             })
             .collect(),

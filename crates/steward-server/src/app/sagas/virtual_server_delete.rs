@@ -40,6 +40,11 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
             }
             Ok(None)
         }
+        // A z/VM entry Steward adopted is given back (with its minidisks) rather than deleted.
+        "undefine_guest" if params.server.registered && driver.capabilities().definition_adoption => {
+            driver.release_guest(&params.server.name).await?;
+            Ok(Some("directory entry released, kept with its minidisks".into()))
+        }
         "undefine_guest" => {
             driver.undefine_guest(&params.server.name).await?;
             Ok(None)

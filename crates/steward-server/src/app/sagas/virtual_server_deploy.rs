@@ -64,12 +64,15 @@ pub async fn run(state: &AppState, step: &str, params: &mut Params) -> StepResul
             None => Ok(Some("the OS template is not personalized".into())),
         },
         "define_guest" => {
-            let current = driver.spec(&params.name).await?;
+            let mut current = driver.spec(&params.name).await?;
+            // On z/VM the copy is a minidisk of the entry already; it is the new boot disk, not a disk it had.
+            current.disks.retain(|disk| disk.path != params.new_disk);
             if params.previous_spec.is_none() {
                 params.previous_spec = Some(current.clone());
             }
             let mut spec = params.previous_spec.clone().unwrap_or(current);
-            let boot_disk = DiskAttachment { path: params.new_disk.clone(), format: DiskFormat::Qcow2, serial: None };
+            let boot_disk =
+                DiskAttachment { path: params.new_disk.clone(), format: driver.disk_format(), serial: None };
             if spec.disks.is_empty() {
                 spec.disks.push(boot_disk);
             } else {

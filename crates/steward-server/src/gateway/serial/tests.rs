@@ -175,6 +175,7 @@ async fn test_state(data: &Path) -> AppState {
         agents: Arc::new(Registry::default()),
         gateway_port: 0,
         hosts: Arc::new(crate::app::hosts::Hosts::default()),
+        data_dir: Arc::new(data.to_path_buf()),
         faults: Arc::new(crate::app::sagas::faults::FaultPlan::default()),
     }
 }
