@@ -67,6 +67,7 @@ pub struct PackageSpec {
     pub depends: Vec<Dependency>,
     /// The directory whose content is installed at `/`: `files/usr/bin/tool` becomes `/usr/bin/tool`.
     /// Regular files, directories and symbolic links; modes are kept, owner and group are always root.
+    /// Regular files under `etc/` are configuration files, which upgrades do not overwrite when changed.
     pub files: PathBuf,
     pub scripts: Scripts,
     /// Seconds since 1970 used for every file's mtime and the build time, so the same spec and files give
@@ -94,6 +95,14 @@ pub(crate) struct Entry {
     pub path: String,
     pub mode: u32,
     pub kind: EntryKind,
+}
+
+impl Entry {
+    /// Whether the entry is a configuration file: a regular file under `/etc`. Debian lists these as
+    /// `conffiles` and RPM flags them `%config(noreplace)`, so an upgrade keeps an administrator's changes.
+    pub(crate) fn is_configuration(&self) -> bool {
+        matches!(self.kind, EntryKind::File { .. }) && self.path.starts_with("etc/")
+    }
 }
 
 impl PackageSpec {

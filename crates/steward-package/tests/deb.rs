@@ -83,6 +83,7 @@ fn a_built_deb_is_what_dpkg_deb_reads() -> Result<()> {
         ensure!(mode == 0o755, "{script} mode {mode:o}");
     }
     ensure!(!control.join("preinst").exists(), "a preinst that the spec did not have");
+    ensure!(fs::read_to_string(control.join("conffiles"))? == "/etc/steward-hello/secret.conf\n", "conffiles");
     let md5sums = control.join("md5sums");
     let checked = run_in(Some(&unpacked), "md5sum", &["-c", md5sums.to_str().context("path")?], None)?;
     ensure!(checked.lines().count() == SAMPLE_FILES.len(), "md5sum -c:\n{checked}");

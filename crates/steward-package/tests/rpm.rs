@@ -94,6 +94,11 @@ fn a_built_rpm_is_what_rpm_reads() -> Result<()> {
         ensure!(modes.lines().any(|line| line == expected), "{expected:?} not in\n{modes}");
     }
 
+    let configuration = run("rpm", &["-qcp", path])?;
+    ensure!(configuration == "/etc/steward-hello/secret.conf\n", "rpm -qcp: {configuration}");
+    let flags = run("rpm", &["-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", path])?;
+    ensure!(flags.lines().any(|line| line == "cn /etc/steward-hello/secret.conf"), "{flags}");
+
     let requires = run("rpm", &["-qp", "--requires", path])?;
     for expected in ["bash >= 4.0", "coreutils", "/bin/sh", "rpmlib(FileDigests) <= 4.6.0-1"] {
         ensure!(requires.lines().any(|line| line == expected), "{expected:?} not required:\n{requires}");

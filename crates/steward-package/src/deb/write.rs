@@ -63,6 +63,8 @@ struct DataSummary {
     md5sums: String,
     /// Debian's installed size: every file rounded up to a KiB, one KiB per other entry.
     installed_kibibytes: u64,
+    /// `conffiles` lines: the absolute path of every configuration file.
+    conffiles: String,
 }
 
 enum BuildFailure {
@@ -80,7 +82,7 @@ fn write_data_archive(spec: &PackageSpec, entries: &[Entry], out: &mut File) -> 
     let encoder = GzEncoder::new(std::io::BufWriter::new(out), GzipLevel::best());
     let mut tar = TarWriter::new(encoder);
     let mtime = spec.timestamp;
-    let mut summary = DataSummary { md5sums: String::new(), installed_kibibytes: 0 };
+    let mut summary = DataSummary { md5sums: String::new(), installed_kibibytes: 0, conffiles: String::new() };
     tar.append_directory("./", 0o755, mtime)?;
     for entry in entries {
         match &entry.kind {
@@ -105,6 +107,9 @@ fn write_data_archive(spec: &PackageSpec, entries: &[Entry], out: &mut File) -> 
                 }
                 ensure_ended(&mut file, source).map_err(BuildFailure::Input)?;
                 summary.md5sums.push_str(&format!("{}  {}\n", hex(&digest.finalize()), entry.path));
+                if entry.is_configuration() {
+                    summary.conffiles.push_str(&format!("/{}\n", entry.path));
+                }
                 summary.installed_kibibytes += size.div_ceil(1024);
             }
         }
@@ -139,6 +144,9 @@ fn control_archive(spec: &PackageSpec, data: &DataSummary) -> std::io::Result<Ve
     let mut tar = TarWriter::new(encoder);
     tar.append_directory("./", 0o755, mtime)?;
     tar.append_bytes("./control", 0o644, mtime, control_text(spec, data).as_bytes())?;
+    if !data.conffiles.is_empty() {
+        tar.append_bytes("./conffiles", 0o644, mtime, data.conffiles.as_bytes())?;
+    }
     if !data.md5sums.is_empty() {
         tar.append_bytes("./md5sums", 0o644, mtime, data.md5sums.as_bytes())?;
     }

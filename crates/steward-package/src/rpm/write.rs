@@ -78,6 +78,8 @@ const SYSTEM_DIRECTORIES: &[&str] = &[
 ];
 
 const FILE_DIGEST_ALGORITHM_SHA256: u32 = 8;
+/// RPMFILE_CONFIG | RPMFILE_NOREPLACE: `%config(noreplace)`.
+const CONFIG_NO_REPLACE: u32 = 1 | (1 << 4);
 const TYPE_REGULAR: u32 = 0o100000;
 const TYPE_DIRECTORY: u32 = 0o040000;
 const TYPE_SYMLINK: u32 = 0o120000;
@@ -347,7 +349,8 @@ fn set_file_list(header: &mut HeaderBuilder, files: &[Entry], payload: &Payload,
         _ => String::new(),
     });
     header.set(tag::FILE_LINK_TOS, strings(link_targets));
-    header.set(tag::FILE_FLAGS, Value::Int32(vec![0; count]));
+    let flags = files.iter().map(|entry| if entry.is_configuration() { CONFIG_NO_REPLACE } else { 0 });
+    header.set(tag::FILE_FLAGS, Value::Int32(flags.collect()));
     header.set(tag::FILE_USER_NAME, strings(vec!["root"; count]));
     header.set(tag::FILE_GROUP_NAME, strings(vec!["root"; count]));
     header.set(tag::FILE_VERIFY_FLAGS, Value::Int32(vec![u32::MAX; count]));
