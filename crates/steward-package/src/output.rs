@@ -2,7 +2,7 @@
 //! over it, so a reader never sees half a package and a failed build leaves nothing behind.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::PackageError;
@@ -46,17 +46,21 @@ impl OutputFile {
     pub(crate) fn commit(self) -> Result<(), PackageError> {
         use std::os::unix::fs::PermissionsExt;
         let file = self.temporary.as_file();
-        let result = file
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .and_then(|()| file.sync_all())
-            .and_then(|()| self.temporary.as_file().flush());
+        let result = file.set_permissions(std::fs::Permissions::from_mode(0o644)).and_then(|()| file.sync_all());
         if let Err(source) = result {
             return Err(self.write_error(source));
         }
         let destination = self.destination.clone();
+        let directory = self.temporary.path().parent().map(Path::to_owned);
         self.temporary
             .persist(&destination)
-            .map_err(|error| PackageError::Write { path: destination, source: error.error })?;
+            .map_err(|error| PackageError::Write { path: destination.clone(), source: error.error })?;
+        // The rename itself is made durable by syncing the directory that holds it.
+        if let Some(directory) = directory {
+            File::open(&directory)
+                .and_then(|directory| directory.sync_all())
+                .map_err(|source| PackageError::Write { path: destination, source })?;
+        }
         Ok(())
     }
 }

@@ -33,13 +33,19 @@ impl Scripts {
     }
 }
 
-/// The interpreter of a script: the path of its `#!` line, or `/bin/sh`.
-pub(crate) fn script_interpreter(script: &str) -> &str {
-    script
+/// The program that runs a script: the words of its `#!` line (`/bin/bash -e`), or `/bin/sh`.
+pub(crate) fn script_program(script: &str) -> Vec<&str> {
+    let words: Vec<&str> = script
         .strip_prefix("#!")
         .and_then(|line| line.lines().next())
-        .and_then(|line| line.split_whitespace().next())
-        .unwrap_or("/bin/sh")
+        .map(|line| line.split_whitespace().collect())
+        .unwrap_or_default();
+    if words.is_empty() { vec!["/bin/sh"] } else { words }
+}
+
+/// The interpreter of a script: the first word of [`script_program`].
+pub(crate) fn script_interpreter(script: &str) -> &str {
+    script_program(script).first().copied().unwrap_or("/bin/sh")
 }
 
 /// Everything a package is built from. The same spec builds a `.deb` ([`crate::build_deb`]) and an `.rpm`
@@ -136,6 +142,12 @@ impl PackageSpec {
             self.description.chars().find(|character| character.is_control() && !matches!(character, '\n' | '\t'))
         {
             return invalid("description", format!("control character {character:?}"));
+        }
+        if format == PackageFormat::Deb && self.description.lines().any(|line| line.trim() == ".") {
+            return invalid(
+                "description",
+                "a line of only \".\" means an empty line in a Debian control file".to_owned(),
+            );
         }
         for dependency in &self.depends {
             for (name, relation) in dependency.choices() {
@@ -358,6 +370,7 @@ mod tests {
                 "(scripts)",
             ),
             (PackageSpec { files: directory.path().join("missing"), ..good.clone() }, PackageFormat::Deb, "(files)"),
+            (PackageSpec { description: "a\n.\nb".into(), ..good.clone() }, PackageFormat::Deb, "(description)"),
         ];
         for (spec, format, expected) in cases {
             let message = spec.validate(format).expect_err(expected).to_string();
@@ -370,5 +383,7 @@ mod tests {
     fn interpreters_come_from_the_first_line() {
         assert_eq!(script_interpreter("#!/bin/bash -e\necho"), "/bin/bash");
         assert_eq!(script_interpreter("echo hi"), "/bin/sh");
+        assert_eq!(script_program("#!/bin/bash -e\necho"), ["/bin/bash", "-e"]);
+        assert_eq!(script_program("#!\necho"), ["/bin/sh"]);
     }
 }

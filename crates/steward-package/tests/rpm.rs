@@ -182,6 +182,7 @@ fn both_formats_read_back_the_same_metadata() -> Result<()> {
     let mut spec = sample_spec(&sample_tree(&scratch.path().join("files"))?);
     spec.epoch = Some(2);
     spec.depends.push(Dependency::versioned("libssl3", RelationOp::GreaterOrEqual, "3.0").or("libssl1.1", None));
+    spec.scripts.pre_install = Some("#!/bin/bash -e\necho before\n".to_owned());
     let deb = scratch.path().join("package.deb");
     let rpm = scratch.path().join("package.rpm");
     build_deb(&spec, &deb)?;
@@ -199,6 +200,12 @@ fn both_formats_read_back_the_same_metadata() -> Result<()> {
         let requires = run("rpm", &["-qp", "--requires", rpm.to_str().context("path")?])?;
         ensure!(requires.lines().any(|line| line == "(libssl3 >= 3.0 or libssl1.1)"), "{requires}");
         ensure!(requires.lines().any(|line| line.starts_with("rpmlib(RichDependencies)")), "{requires}");
+        ensure!(requires.lines().any(|line| line == "/bin/bash"), "{requires}");
+        let scripts = run("rpm", &["-qp", "--scripts", rpm.to_str().context("path")?])?;
+        ensure!(
+            scripts.contains("preinstall scriptlet (using /bin/bash -e):\n#!/bin/bash -e\necho before"),
+            "{scripts}"
+        );
         let checked = run("rpm", &["-K", "--nosignature", rpm.to_str().context("path")?])?;
         ensure!(checked.trim_end().ends_with("digests OK"), "rpm -K: {checked}");
     }

@@ -20,7 +20,7 @@ use super::header::{HeaderBuilder, Value, tag};
 use crate::cpio::{CpioEntry, CpioWriter};
 use crate::dependency::sense;
 use crate::output::{InspectReader, OutputFile, ensure_ended, hex};
-use crate::spec::{Entry, EntryKind, script_interpreter};
+use crate::spec::{Entry, EntryKind, script_interpreter, script_program};
 use crate::{PackageError, PackageFormat, PackageSpec};
 
 /// Directories that the base system owns; a package does not list them.
@@ -273,7 +273,8 @@ fn main_header(spec: &PackageSpec, files: &[Entry], payload: &Payload, timestamp
         if let Some(script) = script {
             let interpreter = script_interpreter(script).to_owned();
             header.set(script_tag, Value::String(script.clone()));
-            header.set(program_tag, Value::String(interpreter.clone()));
+            // A string array, as rpmbuild writes it: the interpreter and its options.
+            header.set(program_tag, strings(script_program(script)));
             requirements.push((interpreter, sense::INTERPRETER | script_sense, String::new()));
         }
     }
