@@ -1,6 +1,7 @@
 //! Debian packages against Debian's own tools: a package built here is checked with `dpkg-deb` (info,
-//! fields, contents, extraction, `md5sum -c` of its checksums), and packages built by `dpkg-deb` with each
-//! compression (and any in the apt cache) are read here and compared with what `dpkg-deb` says of them.
+//! fields, contents, extraction, `md5sum -c` of its checksums) and installed into a scratch root with
+//! `dpkg --root` (as root) and verified there; packages built by `dpkg-deb` with each compression (and any in
+//! the apt cache) are read here and compared with what `dpkg-deb` says of them.
 
 mod support;
 
@@ -98,6 +99,47 @@ fn a_built_deb_is_what_dpkg_deb_reads() -> Result<()> {
     ensure!(info.depends == spec.depends, "{:?}", info.depends);
     ensure!(info.file_count == listing.len() as u64 - 1, "{} entries, listing {}", info.file_count, listing.len());
     ensure!(info.installed_size.is_some_and(|size| size > 0 && size % 1024 == 0), "{:?}", info.installed_size);
+    Ok(())
+}
+
+#[test]
+fn a_built_deb_installs_into_a_scratch_root_and_verifies() -> Result<()> {
+    if !tool_available("dpkg") {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("skipping: installing into a scratch root needs root (dpkg sets owners)");
+        return Ok(());
+    }
+    let scratch = tempfile::tempdir()?;
+    let mut spec = sample_spec(&sample_tree(&scratch.path().join("files"))?);
+    // dpkg runs maintainer scripts chrooted into the root, which has no shell: this package has none.
+    spec.scripts = Default::default();
+    let package = scratch.path().join("steward-hello.deb");
+    build_deb(&spec, &package)?;
+    let root = scratch.path().join("root");
+    let admin = root.join("var/lib/dpkg");
+    fs::create_dir_all(admin.join("updates"))?;
+    fs::create_dir_all(admin.join("info"))?;
+    fs::write(admin.join("status"), "")?;
+    let root_option = format!("--root={}", root.to_str().context("path")?);
+    let dpkg = |arguments: &[&str]| run("dpkg", &[&[root_option.as_str(), "--log=/dev/null"], arguments].concat());
+    dpkg(&["--force-depends", "--install", package.to_str().context("path")?])?;
+    assert_sample_installed(&root)?;
+    let status = fs::read_to_string(admin.join("status"))?;
+    ensure!(status.contains("Status: install ok installed"), "{status}");
+    ensure!(status.contains("Conffiles:\n /etc/steward-hello/secret.conf "), "{status}");
+    let listed = dpkg(&["--listfiles", "steward-hello"])?;
+    ensure!(listed.lines().any(|line| line == "/usr/bin/hello"), "{listed}");
+    // dpkg --verify compares installed files with md5sums: nothing at first, then the changed file.
+    let verified = dpkg(&["--verify", "steward-hello"])?;
+    ensure!(verified.is_empty(), "dpkg --verify: {verified}");
+    fs::write(root.join("usr/share/steward-hello/data/greeting.txt"), "changed\n")?;
+    let verified = dpkg(&["--verify", "steward-hello"]).unwrap_or_else(|error| format!("{error:#}"));
+    ensure!(
+        verified.contains("??5?????? ") && verified.contains("/usr/share/steward-hello/data/greeting.txt"),
+        "{verified}"
+    );
     Ok(())
 }
 

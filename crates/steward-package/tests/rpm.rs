@@ -31,14 +31,6 @@ fn rpm_payload(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(payload)
 }
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .map(|status| {
-            status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_built_rpm_is_what_rpm_reads() -> Result<()> {
     if !tool_available("rpm") || !tool_available("cpio") {

@@ -26,6 +26,15 @@ pub fn tool_available(tool: &str) -> bool {
     found
 }
 
+/// Whether the tests run as root (installing into a scratch root sets owners, which needs it).
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .map(|status| {
+            status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 /// Runs a command and returns its standard output; fails with its error output if it does not succeed.
 pub fn run(program: &str, arguments: &[&str]) -> Result<String> {
     run_in(None, program, arguments, None)
