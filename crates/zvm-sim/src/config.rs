@@ -113,6 +113,9 @@ pub struct SimulatorConfig {
     pub read_timeout: Duration,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// On the first start with the default pool, also define guest LINUX01 by hand (not marked as Steward's),
+    /// for trying the first of the five steps (registering an existing guest).
+    pub example_guest: bool,
 }
 
 impl SimulatorConfig {
@@ -128,6 +131,7 @@ impl SimulatorConfig {
             timing: Timing::default(),
             read_timeout: Duration::from_secs(30),
             max_connections: 64,
+            example_guest: false,
         }
     }
 }

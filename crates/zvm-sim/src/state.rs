@@ -65,9 +65,14 @@ fn first_mac() -> u32 {
     1
 }
 
+/// The minidisk of the hand-made guest LINUX01 of a new system: 2 GiB in 3390 cylinders.
+const HAND_MADE_GUEST_CYLINDERS: u32 = 2527;
+
 /// Why the state could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("cannot set up the initial system: {0}")]
+    Initial(String),
     #[error("cannot read the state file {path}")]
     Read {
         path: PathBuf,
@@ -137,6 +142,7 @@ impl State {
             }
             created.push("disk pool group LINUX: volumes SIM001, SIM002, SIM003 (3390, 10016 cylinders each)".into());
         }
+        created.push("MAC prefix 02:00:5a (VMLAN MACPREFIX: every guest NIC's MAC starts with it)".into());
         state.vswitches.insert("VSW1".into(), Vswitch::new("VSW1", vec!["1000".into()]));
         created.push(
             "virtual switch VSW1 (ETHERNET, VLAN-unaware, real device 1000); grant guests before coupling".into(),
@@ -154,6 +160,31 @@ impl State {
             Entry::new(holder.iter().filter_map(|line| Statement::parse(line).ok()).collect()),
         );
         created.push("NOLOG user LNXIMAGE, to hold template disks".into());
+        if config.pools.is_empty() && config.example_guest {
+            // A guest an administrator defined by hand (no Steward marker), with a 2 GiB minidisk: what the first of
+            // the five steps, registering an existing guest, starts from.
+            let (volume, start) = state
+                .pools
+                .allocate("AUTOG", "LINUX", HAND_MADE_GUEST_CYLINDERS, "LINUX01", "0100")
+                .map_err(|error| StateError::Initial(format!("{error:?}")))?;
+            let guest = [
+                "USER LINUX01 LBYONLY 2G 4G G".to_owned(),
+                "INCLUDE LNXDFLT".to_owned(),
+                "MACHINE ESA 4".to_owned(),
+                "CPU 00".to_owned(),
+                "IPL 0100".to_owned(),
+                format!("MDISK 0100 3390 {start} {HAND_MADE_GUEST_CYLINDERS} {volume} MR"),
+                "NICDEF 0600 TYPE QDIO DEVICES 3 LAN SYSTEM VSW1".to_owned(),
+            ];
+            state.directory.entries.insert(
+                "LINUX01".into(),
+                Entry::new(guest.iter().filter_map(|line| Statement::parse(line).ok()).collect()),
+            );
+            created.push(format!(
+                "guest LINUX01 defined by hand (not by Steward): 2 GiB, minidisk 0100 ({HAND_MADE_GUEST_CYLINDERS} \
+                 cylinders on {volume}), a NIC on VSW1"
+            ));
+        }
         Ok((state, created))
     }
 

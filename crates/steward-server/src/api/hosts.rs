@@ -227,10 +227,15 @@ pub async fn host_guests(
     let servers = steward_store::virtual_servers::list_on_host(&mut conn, record.id).await?;
     drop(conn);
     let listings = driver.list_guests().await?;
-    // Which virtual server each running process is (an adopted process has a name of its own).
+    // Which virtual server each running process is (an adopted process has a name of its own); guests that are
+    // no processes (z/VM user IDs) are known by name.
+    let by_name = driver.capabilities().definition_adoption;
     let mut by_pid = std::collections::HashMap::new();
+    let mut names = std::collections::HashMap::new();
     for record in servers {
-        if let steward_hypervisor::GuestState::Running { pid } = driver.power(&record.server.name).await {
+        if by_name {
+            names.insert(record.server.name.to_ascii_uppercase(), record.server.name);
+        } else if let steward_hypervisor::GuestState::Running { pid } = driver.power(&record.server.name).await {
             by_pid.insert(pid, record.server.name);
         }
     }
@@ -244,7 +249,10 @@ pub async fn host_guests(
             memory_mib: guest.memory_mib,
             disks: guest.disks.iter().map(|disk| disk.display().to_string()).collect(),
             managed: guest.managed,
-            virtual_server: by_pid.get(&guest.pid).cloned(),
+            virtual_server: match (by_name, &guest.name) {
+                (true, Some(name)) => names.get(&name.to_ascii_uppercase()).cloned(),
+                _ => by_pid.get(&guest.pid).cloned(),
+            },
         })
         .collect();
     Ok(Json(Page { items, next: None }))

@@ -382,16 +382,19 @@ pub async fn virtual_server_deploy(
         let Some(boot_disk) = before.disks.first() else {
             return Err(ApiError::validation("virtual_server", "it has no disk to deploy into"));
         };
-        if boot_disk.size_bytes < template.disk_size_bytes {
+        let (_, driver) = find_host(&state, &mut tx, &before.host).await?;
+        // A z/VM copy (DirMaint DATAMOVE) takes the image's size whatever the first disk had.
+        let copies_keep_image_size = driver.capabilities().disk_naming == steward_hypervisor::DiskNaming::Minidisks;
+        if boot_disk.size_bytes < template.disk_size_bytes && !copies_keep_image_size {
             return Err(ApiError::validation(
                 "os_template",
                 format!(
                     "its image needs a {} MiB disk; virtual server {:?}'s first disk has {} MiB (use a server template with a larger first disk)",
-                    template.disk_size_bytes >> 20, before.name, boot_disk.size_bytes >> 20
+                    template.disk_size_bytes.div_ceil(1 << 20), before.name, boot_disk.size_bytes >> 20
                 ),
             ));
         }
-        let (_, driver) = find_host(&state, &mut tx, &before.host).await?;
+        let boot_disk_bytes = if copies_keep_image_size { template.disk_size_bytes } else { boot_disk.size_bytes };
         require_stopped(&driver, &before, "deploy into").await?;
         let capabilities = driver.capabilities();
         let overlay = match body.clone.unwrap_or(CloneMethod::Auto) {
@@ -453,7 +456,7 @@ pub async fn virtual_server_deploy(
         after.hostname = Some(body.hostname.clone());
         after.nics = nic_views;
         after.disks[0] = VirtualServerDisk {
-            size_bytes: boot_disk.size_bytes,
+            size_bytes: boot_disk_bytes,
             origin: if overlay { DiskOrigin::Overlay } else { DiskOrigin::Copy },
             path: new_disk.display().to_string(),
         };
@@ -465,7 +468,7 @@ pub async fn virtual_server_deploy(
             image: files.disk.clone(),
             image_format: driver_format(template.disk_format),
             overlay,
-            disk_size_bytes: boot_disk.size_bytes,
+            disk_size_bytes: boot_disk_bytes,
             new_disk,
             config_drive,
             boot,

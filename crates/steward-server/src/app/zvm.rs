@@ -13,6 +13,10 @@ use steward_types::api::hosts::{HostKind, ZvmHostSettings};
 
 use crate::app::hosts::{Driver, Hosts};
 
+/// How often a DirMaint operation in progress is polled unless the host's settings say: a poll is one cheap
+/// query, and zthin's 15 s makes every disk operation wait needlessly.
+const DEFAULT_POLL_INTERVAL_MS: u64 = 2_000;
+
 /// The z/VM driver for a host's settings; every name and setting is checked, nothing is sent yet.
 pub fn driver(settings: &ZvmHostSettings, password: &str) -> Result<ZvmHost, HypervisorError> {
     let invalid = |what: &str, reason: String| HypervisorError::InvalidInput { what: what.to_owned(), reason };
@@ -29,14 +33,13 @@ pub fn driver(settings: &ZvmHostSettings, password: &str) -> Result<ZvmHost, Hyp
     config.image_holder_prefix = settings.image_holder_prefix.clone();
     config.profile = settings.profile.clone();
     config.vswitch_real_device = settings.vswitch_real_device.clone();
-    if let Some(milliseconds) = settings.poll_interval_ms {
-        if !(10..=600_000).contains(&milliseconds) {
-            return Err(invalid("poll_interval_ms", format!("{milliseconds} is not between 10 and 600000")));
-        }
-        config.client.poll_interval = Duration::from_millis(milliseconds);
-        // The same total time for an operation as with zthin's 12 polls of 15 s, at least 12 polls.
-        config.client.poll_attempts = (180_000 / milliseconds).clamp(12, 18_000) as u32;
+    let milliseconds = settings.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS);
+    if !(10..=600_000).contains(&milliseconds) {
+        return Err(invalid("poll_interval_ms", format!("{milliseconds} is not between 10 and 600000")));
     }
+    config.client.poll_interval = Duration::from_millis(milliseconds);
+    // The same total time for an operation as zthin's 12 polls of 15 s, and at least 12 polls.
+    config.client.poll_attempts = (180_000 / milliseconds).clamp(12, 18_000) as u32;
     if let Some(pem) = &settings.tls_ca_certificate {
         let mut roots = rustls::RootCertStore::empty();
         for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {

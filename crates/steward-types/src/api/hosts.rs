@@ -136,7 +136,7 @@ pub struct ZvmHostSettings {
     /// The real device (OSA) of virtual switches Steward defines; `NOUPLINK` without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vswitch_real_device: Option<String>,
-    /// How often a DirMaint operation in progress is polled (SMAPI RC 592); zthin's 15 s by default.
+    /// How often a DirMaint operation in progress is polled (SMAPI RC 592), in milliseconds; 2000 by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_ms: Option<u64>,
 }

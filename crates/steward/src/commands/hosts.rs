@@ -66,7 +66,7 @@ pub struct HostAdd {
     /// The real device (OSA) of virtual switches Steward defines.
     #[arg(long)]
     vswitch_real_device: Option<String>,
-    /// How often a DirMaint operation in progress is polled, in milliseconds (default 15000).
+    /// How often a DirMaint operation in progress is polled, in milliseconds (default 2000).
     #[arg(long)]
     poll_interval_ms: Option<u64>,
 }
@@ -224,35 +224,26 @@ fn kind(host: &Host) -> String {
 }
 
 fn render_host(host: &Host) -> String {
-    let mut out = fields(&[
+    let mut lines = vec![
         ("Name", host.name.clone()),
         ("ID", host.id.to_string()),
         ("Kind", kind(host)),
-        ("CPUs", host.cpus.to_string()),
+        ("CPUs", if host.cpus == 0 { "-".into() } else { host.cpus.to_string() }),
         ("Memory", format!("{} ({} available)", size(host.memory_bytes), size(host.memory_available_bytes))),
         ("Storage", host.storage_directory.clone()),
         ("Storage free", format!("{} of {}", size(host.storage_free_bytes), size(host.storage_total_bytes))),
-        ("Created", host.created_at.to_string()),
-    ]);
+    ];
     if let Some(zvm) = &host.zvm {
-        out.push_str(&fields(&[
-            (
-                "SMAPI",
-                format!(
-                    "{} as {}{}",
-                    zvm.address,
-                    zvm.user,
-                    if zvm.tls_ca_certificate.is_some() { " (TLS)" } else { "" }
-                ),
-            ),
-            ("Disk pool", zvm.disk_pool.clone()),
-            ("MAC prefix", zvm.mac_prefix.clone()),
-            ("Image holders", format!("{}nn", zvm.image_holder_prefix)),
-        ]));
+        let tls = if zvm.tls_ca_certificate.is_some() { " (TLS)" } else { "" };
+        lines.push(("SMAPI", format!("{} as {}{tls}", zvm.address, zvm.user)));
+        lines.push(("MAC prefix", zvm.mac_prefix.clone()));
+        lines.push(("Image holders", format!("{}nn", zvm.image_holder_prefix)));
     }
     if let Some(error) = &host.error {
-        out.push_str(&fields(&[("Unreachable", error.clone())]));
+        lines.push(("Unreachable", error.clone()));
     }
+    lines.push(("Created", host.created_at.to_string()));
+    let mut out = fields(&lines);
     out.push_str("\nArchitectures:\n");
     let mut table = Table::new(&["ARCH", "ACCELERATOR", "VERSION", "EMULATOR"]);
     for architecture in &host.architectures {

@@ -42,6 +42,9 @@ pub struct ZvmSimArgs {
     /// How long a simulated guest takes to shut down after the shutdown signal, in milliseconds.
     #[arg(long, default_value_t = 500)]
     guest_shutdown_ms: u64,
+    /// Do not define the example guest LINUX01 (a guest defined by hand, to register) on a new system.
+    #[arg(long)]
+    no_example_guest: bool,
     /// Log filter, for example `info` or `zvm_sim=debug` (every request is logged at debug).
     #[arg(long, env = "STEWARD_LOG", default_value = "info")]
     log: String,
@@ -56,6 +59,7 @@ pub async fn run(args: ZvmSimArgs) -> anyhow::Result<String> {
     config.pools = args.pools;
     config.authorizations = args.authorizations;
     config.faults = zvm_sim::Faults::from_faults(args.faults);
+    config.example_guest = !args.no_example_guest;
     config.timing = Timing {
         operation: Duration::from_millis(args.operation_ms),
         copy_per_thousand_units: Duration::from_millis(args.copy_ms_per_thousand_cylinders),
