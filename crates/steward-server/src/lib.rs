@@ -176,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::info!(attached, resumed, "re-attached to running guests and resumed unfinished operations");
     }
     app::complexes::reconciler::spawn(state.clone());
+    app::scheduler::spawn(state.clone());
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(gateway::serve(

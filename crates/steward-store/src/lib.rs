@@ -15,6 +15,7 @@ pub mod enrollment;
 pub mod events;
 pub mod groups;
 pub mod hosts;
+pub mod jobs;
 pub mod operations;
 pub mod systems;
 pub mod templates;

@@ -91,3 +91,11 @@ typed_id!(
     /// An event (a monitor raised or cleared, a complex member deviating, ...).
     EventId
 );
+typed_id!(
+    /// A scheduled job: a task run on a system or group, once, on a cron schedule or on demand.
+    JobId
+);
+typed_id!(
+    /// One run of a job, with a result per target system.
+    JobRunId
+);

@@ -52,6 +52,11 @@ impl ZvmHost {
             problem: errors::map(check.to_owned(), error).to_string(),
             fix,
         };
+        // The fix for a failure with nothing more specific to say: the AUTHLIST entry, or the codes' meaning.
+        let authorization_fix = |error: &smapi::Error, function: &str| match error.kind() {
+            Some(ErrorKind::NotAuthorized) => authlist_fix(function),
+            _ => "see the meaning of the return and reason code above".to_owned(),
+        };
 
         if let Err(error) = self.client.call(&CheckAuthentication::new(&user)).await {
             let fix = match error.kind() {
@@ -85,10 +90,7 @@ impl ZvmHost {
                 Some(level)
             }
             Err(error) => {
-                let fix = match error.kind() {
-                    Some(ErrorKind::NotAuthorized) => authlist_fix("Query_API_Functional_Level"),
-                    _ => "see the meaning of the return and reason code above".to_owned(),
-                };
+                let fix = authorization_fix(&error, "Query_API_Functional_Level");
                 problems.push(problem("API level (Query_API_Functional_Level)", error, fix));
                 None
             }
@@ -96,10 +98,7 @@ impl ZvmHost {
         let system = match self.client.call(&SystemInfoQuery::new(&user)).await {
             Ok(system) => Some(system),
             Err(error) => {
-                let fix = match error.kind() {
-                    Some(ErrorKind::NotAuthorized) => authlist_fix("System_Info_Query"),
-                    _ => "see the meaning of the return and reason code above".to_owned(),
-                };
+                let fix = authorization_fix(&error, "System_Info_Query");
                 problems.push(problem("system information (System_Info_Query)", error, fix));
                 None
             }

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod groups;
 pub mod health;
 pub mod hosts;
+pub mod jobs;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;
@@ -64,6 +65,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         complexes::complex_delete, complexes::complex_add_members, complexes::complex_remove_members,
         complexes::complex_check, complexes::complex_apply, complexes::complex_adopt,
         events::event_list,
+        jobs::job_list, jobs::job_create, jobs::job_show, jobs::job_delete, jobs::job_enable, jobs::job_run,
+        jobs::job_runs, jobs::job_run_show,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -117,6 +120,12 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))
         .route("/groups/{group}/members/{system}", delete(groups::group_member_remove))
         .route("/audit", get(audit::audit_list))
+        .route("/jobs", get(jobs::job_list).post(jobs::job_create))
+        .route("/jobs/{job}", get(jobs::job_show).delete(jobs::job_delete))
+        .route("/jobs/{job}/enabled", post(jobs::job_enable))
+        .route("/jobs/{job}/run", post(jobs::job_run))
+        .route("/jobs/{job}/runs", get(jobs::job_runs))
+        .route("/job-runs/{run}", get(jobs::job_run_show))
         .route("/hosts", get(hosts::host_list).post(hosts::host_create))
         .route("/hosts/{host}", get(hosts::host_show).delete(hosts::host_delete))
         .route("/hosts/{host}/guests", get(hosts::host_guests))

@@ -7,4 +7,5 @@ pub mod groups;
 pub mod hosts;
 pub mod inventory;
 pub mod sagas;
+pub mod scheduler;
 pub mod zvm;

@@ -8,6 +8,7 @@ pub mod enrollment;
 pub mod events;
 pub mod groups;
 pub mod hosts;
+pub mod jobs;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;

@@ -8,6 +8,7 @@ mod enrollment;
 mod events;
 mod groups;
 mod hosts;
+mod jobs;
 mod networks;
 mod operations;
 mod os_templates;
@@ -94,9 +95,12 @@ enum Command {
     /// Server complexes: tiered groups of cloned guests whose properties are enforced and checked.
     #[command(subcommand)]
     Complexes(complexes::ComplexesCommand),
-    /// Events (complex deviations, ...).
+    /// Events (complex deviations, failed job runs, ...).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Scheduled jobs: a command on a system or a group, once, on a cron schedule, or on demand.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -168,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Operations(command) => operations::run(&context, command).await,
         Command::Complexes(command) => complexes::run(&context, command).await,
         Command::Events(command) => events::run(&context, command).await,
+        Command::Jobs(command) => jobs::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
