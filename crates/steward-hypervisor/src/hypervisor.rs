@@ -107,7 +107,11 @@ pub trait Hypervisor: Send + Sync {
     fn restart<'a>(&'a self, name: &'a str, timeout: Duration) -> HypervisorFuture<'a, StartOutcome>;
     /// Whether a defined guest runs.
     fn status<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestState>;
-    /// The definition with what is live, for drift checks.
+    /// The definition with what is live, for drift checks. The `spec` is the one the last `define_guest` was
+    /// given, field for field, up to the host's spelling of names: QEMU keeps it as given; z/VM gives disk
+    /// paths, networks and NIC device numbers back upper case (device numbers in four digits) and MACs lower
+    /// case, and the guest name as the caller spelled it (so a spec written that way comes back equal, and
+    /// `define_guest` of another spelling of the same spec is `Unchanged`). `tests/conformance/` checks this.
     fn describe_guest<'a>(&'a self, name: &'a str) -> HypervisorFuture<'a, GuestDescription>;
     /// Makes a running guest's devices match its stored definition (the last `define_guest`): plugs in the NICs
     /// and disks it lacks, removes the ones the definition no longer has, applies the CPU share, and lists what

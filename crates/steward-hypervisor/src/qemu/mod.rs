@@ -178,6 +178,12 @@ impl Hypervisor for QemuHost {
         }
     }
 
+    /// The names `define_guest` takes (`validate::guest_name`: it names the guest's directory and QEMU's
+    /// `-name`), refused here too so the server refuses them before any call.
+    fn check_guest_name(&self, name: &str) -> Result<()> {
+        crate::validate::guest_name(name)
+    }
+
     fn probe(&self) -> HypervisorFuture<'_, HostFacts> {
         Box::pin(QemuHost::probe(self))
     }
