@@ -11,6 +11,7 @@ pub mod command;
 pub mod enroll;
 pub mod inventory;
 pub mod requests;
+pub mod sampler;
 pub mod serial;
 pub mod session;
 pub mod state;

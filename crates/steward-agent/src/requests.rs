@@ -89,6 +89,10 @@ async fn carry_out(id: u64, request: AgentRequest, inventory_root: PathBuf) -> A
                 Err(error) => AgentResponse::Error { message: format!("collecting the inventory failed: {error}") },
             }
         }
+        // The conversation keeps the sampler and answers this one itself (session.rs).
+        AgentRequest::ConfigureMonitors(_) => {
+            AgentResponse::Error { message: "monitor plans are taken by the conversation, not as a task".into() }
+        }
         AgentRequest::Unsupported => AgentResponse::Error { message: "this request is not supported".into() },
     }
 }

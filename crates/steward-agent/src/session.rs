@@ -18,12 +18,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use steward_protocol::{AgentMessage, FrameError, Inventory, PROTOCOL_VERSION, ServerMessage};
+use steward_protocol::{
+    AgentMessage, AgentRequest, AgentResponse, FrameError, Inventory, PROTOCOL_VERSION, ServerMessage,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::requests::Requests;
+use crate::sampler::Sampler;
 use crate::serial::{SerialDevice, SerialLink};
 use crate::state::StateDir;
 use crate::tls::{TlsLink, TlsTransport};
@@ -169,8 +172,17 @@ impl Session {
             Err(ended) => return ended,
         };
         let mut welcomed = false;
+        // What the server's monitors ask for; the server sends the plan again after every Welcome.
+        let mut sampler = Sampler::default();
         loop {
             let deadline = awaiting_welcome;
+            let sample_at = sampler.next_wake();
+            let samples_due = async move {
+                match sample_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let hello_unanswered = async move {
                 match deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -221,6 +233,18 @@ impl Session {
                             return ended;
                         }
                     }
+                    Ok(ServerMessage::Request { id, request: AgentRequest::ConfigureMonitors(plan) }) => {
+                        let response = match sampler.configure(&plan) {
+                            Ok(metrics) => {
+                                tracing::info!(metrics, "monitor plan in force");
+                                AgentResponse::MonitorsConfigured { metrics }
+                            }
+                            Err(message) => AgentResponse::Error { message },
+                        };
+                        if let Err(error) = link.send(&AgentMessage::Response { id, response }).await {
+                            return frame_ended(error, link.restartable());
+                        }
+                    }
                     Ok(ServerMessage::Request { id, request }) => {
                         if let Some(refused) = self.requests.start(id, request, &answers)
                             && let Err(error) = link.send(&refused).await
@@ -242,6 +266,18 @@ impl Session {
                 () = watcher.changed(), if awaiting_welcome.is_none() => {
                     if let Err(ended) = self.report(link, &mut last).await {
                         return ended;
+                    }
+                }
+                () = samples_due, if awaiting_welcome.is_none() => {
+                    let samples = sampler.sample_due(Instant::now()).await;
+                    let at_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|elapsed| elapsed.as_millis() as i64)
+                        .unwrap_or(0);
+                    if !samples.is_empty()
+                        && let Err(error) = link.send(&AgentMessage::Samples { at_ms, samples }).await
+                    {
+                        return frame_ended(error, link.restartable());
                     }
                 }
                 () = hello_unanswered => {

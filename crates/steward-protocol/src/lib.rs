@@ -9,6 +9,7 @@
 pub mod frame;
 pub mod inventory;
 pub mod message;
+pub mod monitor;
 pub mod request;
 pub mod synced;
 

@@ -51,6 +51,8 @@ use crate::request::{AgentRequest, AgentResponse};
 /// - `Inventory::personalization` was added without a bump: it is left out of the JSON when empty, which it is
 ///   on every system but a personalized Steward guest; an older server refuses an inventory that has it (unknown
 ///   field), so servers are upgraded before the agents of their guests, as always.
+/// - `ConfigureMonitors`/`MonitorsConfigured`/`Samples` were added without a bump: an older agent answers the
+///   request kind as unsupported and samples nothing; only an agent that accepted a plan sends `Samples`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it
@@ -74,6 +76,8 @@ pub enum AgentMessage {
     InventoryPatch { patch: Box<InventoryPatch> },
     /// The answer to the server's `Request` with the same `id`.
     Response { id: u64, response: AgentResponse },
+    /// Metrics sampled at `at_ms` (milliseconds since the Unix epoch), as the monitor plan asked.
+    Samples { at_ms: i64, samples: Vec<crate::monitor::Sample> },
 }
 
 /// Messages from the server to the agent.

@@ -23,6 +23,9 @@ pub enum AgentRequest {
     RunCommand(CommandRequest),
     /// Collect the whole inventory now and answer with it (nothing is stored or reported besides).
     CollectInventory,
+    /// Sample these metrics from now on (replacing the previous plan) and send them as `Samples` messages;
+    /// answered with `MonitorsConfigured` (see `crate::monitor`).
+    ConfigureMonitors(crate::monitor::MonitorPlan),
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -58,6 +61,8 @@ pub enum AgentResponse {
     Command(CommandOutcome),
     /// The inventory collected for a `CollectInventory` request.
     Inventory(Box<Inventory>),
+    /// The plan of a `ConfigureMonitors` request is in force: this many metrics are sampled.
+    MonitorsConfigured { metrics: u32 },
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },

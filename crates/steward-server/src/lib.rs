@@ -165,6 +165,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ca: ca.clone(),
         agents: Arc::new(gateway::Registry::default()),
         gateway_port: gateway_address.port(),
+        monitors: Arc::new(crate::app::monitors::Monitors::default()),
         hosts: Arc::new(hosts),
         data_dir: Arc::new(config.data_dir.clone()),
         faults: Arc::new(config.faults.clone()),
@@ -177,6 +178,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     app::complexes::reconciler::spawn(state.clone());
     app::scheduler::spawn(state.clone());
+    app::monitors::spawn(state.clone());
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = app::monitors::plan_all_systems(&state).await {
+                tracing::warn!(error = %error_chain(&error), "cannot plan the monitors");
+            }
+        });
+    }
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(gateway::serve(

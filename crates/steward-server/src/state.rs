@@ -19,6 +19,8 @@ pub struct AppState {
     pub gateway_port: u16,
     /// The hypervisor driver of every host this server provisions on.
     pub hosts: Arc<Hosts>,
+    /// Monitors: sample ingest, plans, alert states.
+    pub monitors: Arc<crate::app::monitors::Monitors>,
     /// The server's data directory.
     pub data_dir: Arc<std::path::PathBuf>,
     /// Faults tests inject into sagas (empty in production).

@@ -16,6 +16,7 @@ pub mod events;
 pub mod groups;
 pub mod hosts;
 pub mod jobs;
+pub mod monitors;
 pub mod operations;
 pub mod systems;
 pub mod templates;
@@ -180,4 +181,23 @@ pub fn page_limit(limit: Option<u32>) -> u32 {
 /// The `next` cursor of a page: the key of its last item when the page is full.
 pub(crate) fn next_cursor<T>(items: &[T], limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
     if items.len() as u32 >= limit { items.last().map(key) } else { None }
+}
+
+/// Row counts for the server's `/metrics`: systems by state, operations running, events, monitors, jobs.
+pub async fn health_counts(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+    let queries = [
+        ("steward_systems_online", "SELECT COUNT(*) FROM systems WHERE online = 1"),
+        ("steward_systems_offline", "SELECT COUNT(*) FROM systems WHERE online = 0"),
+        ("steward_operations_running", "SELECT COUNT(*) FROM operations WHERE state IN ('running', 'unwinding')"),
+        ("steward_events", "SELECT COUNT(*) FROM events"),
+        ("steward_monitors", "SELECT COUNT(*) FROM monitors"),
+        ("steward_jobs", "SELECT COUNT(*) FROM jobs"),
+        ("steward_job_runs_running", "SELECT COUNT(*) FROM job_runs WHERE state = 'running'"),
+    ];
+    let mut counts = Vec::with_capacity(queries.len());
+    for (name, query) in queries {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&mut *conn).await?;
+        counts.push((name.to_owned(), count));
+    }
+    Ok(counts)
 }

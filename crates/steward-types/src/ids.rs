@@ -99,3 +99,7 @@ typed_id!(
     /// One run of a job, with a result per target system.
     JobRunId
 );
+typed_id!(
+    /// A resource monitor: a threshold on a metric of a system or of every member of a group.
+    MonitorId
+);

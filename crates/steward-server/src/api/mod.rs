@@ -15,6 +15,7 @@ pub mod groups;
 pub mod health;
 pub mod hosts;
 pub mod jobs;
+pub mod monitors;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;
@@ -67,6 +68,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         events::event_list,
         jobs::job_list, jobs::job_create, jobs::job_show, jobs::job_delete, jobs::job_enable, jobs::job_run,
         jobs::job_runs, jobs::job_run_show,
+        monitors::monitor_list, monitors::monitor_create, monitors::monitor_show, monitors::monitor_delete,
+        monitors::system_metrics,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -120,6 +123,9 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))
         .route("/groups/{group}/members/{system}", delete(groups::group_member_remove))
         .route("/audit", get(audit::audit_list))
+        .route("/monitors", get(monitors::monitor_list).post(monitors::monitor_create))
+        .route("/monitors/{monitor}", get(monitors::monitor_show).delete(monitors::monitor_delete))
+        .route("/systems/{system}/metrics", get(monitors::system_metrics))
         .route("/jobs", get(jobs::job_list).post(jobs::job_create))
         .route("/jobs/{job}", get(jobs::job_show).delete(jobs::job_delete))
         .route("/jobs/{job}/enabled", post(jobs::job_enable))
@@ -173,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .route("/metrics", get(monitors::prometheus))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

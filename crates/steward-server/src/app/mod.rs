@@ -6,6 +6,7 @@ pub mod complexes;
 pub mod groups;
 pub mod hosts;
 pub mod inventory;
+pub mod monitors;
 pub mod sagas;
 pub mod scheduler;
 pub mod zvm;

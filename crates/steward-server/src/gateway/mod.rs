@@ -141,6 +141,11 @@ impl Registry {
     }
 
     /// Ends a system's connection for good (its certificate was revoked).
+    /// The systems whose agent is connected now.
+    pub(crate) fn connected_systems(&self) -> Vec<SystemId> {
+        self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).keys().copied().collect()
+    }
+
     pub fn disconnect(&self, system: SystemId, reason: &str) {
         let agents = self.agents.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(handle) = agents.get(&system) {
@@ -149,7 +154,7 @@ impl Registry {
     }
 
     /// Whether any connection of `system` is registered.
-    fn is_connected(&self, system: SystemId) -> bool {
+    pub(crate) fn is_connected(&self, system: SystemId) -> bool {
         self.agents.lock().unwrap_or_else(|poison| poison.into_inner()).contains_key(&system)
     }
 

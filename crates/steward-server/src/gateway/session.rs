@@ -155,7 +155,12 @@ pub(super) async fn serve<W: AsyncWrite + Unpin>(
     }
     tracing::info!(%system, %agent_version, ?channel, ?welcome, "agent connected");
     let ending = match send(writer, &welcome, channel).await {
-        Ok(()) => serve_messages(system, connection, frames, &mut control, writer, state, channel).await,
+        Ok(()) => {
+            // The agent samples what the system's monitors need (or nothing): tell it, once the conversation runs.
+            let pushing = state.clone();
+            tokio::spawn(async move { crate::app::monitors::push_plan(&pushing, system, true).await });
+            serve_messages(system, connection, frames, &mut control, writer, state, channel).await
+        }
         Err(error) => frame_ending(error),
     };
     drop(registration);
@@ -290,6 +295,10 @@ async fn serve_messages<W: AsyncWrite + Unpin>(
                     AgentMessage::Hello { .. } => return Ending::refuse("protocol violation: a second hello"),
                     AgentMessage::Response { id, response } => {
                         state.agents.answer(system, connection, id, response);
+                        Ok(())
+                    }
+                    AgentMessage::Samples { at_ms, samples } => {
+                        state.monitors.submit(system, at_ms, samples).await;
                         Ok(())
                     }
                     AgentMessage::Inventory { inventory } => inventory_replace(&state.store, system, *inventory).await,

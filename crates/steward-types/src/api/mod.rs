@@ -9,6 +9,7 @@ pub mod events;
 pub mod groups;
 pub mod hosts;
 pub mod jobs;
+pub mod monitors;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;

@@ -9,6 +9,7 @@ mod events;
 mod groups;
 mod hosts;
 mod jobs;
+mod monitors;
 mod networks;
 mod operations;
 mod os_templates;
@@ -101,6 +102,12 @@ enum Command {
     /// Scheduled jobs: a command on a system or a group, once, on a cron schedule, or on demand.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Resource monitors: thresholds on a metric of a system or a group's members.
+    #[command(subcommand)]
+    Monitors(monitors::MonitorsCommand),
+    /// Metric samples of a system.
+    #[command(subcommand)]
+    Metrics(monitors::MetricsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -173,6 +180,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Complexes(command) => complexes::run(&context, command).await,
         Command::Events(command) => events::run(&context, command).await,
         Command::Jobs(command) => jobs::run(&context, command).await,
+        Command::Monitors(command) => monitors::run(&context, command).await,
+        Command::Metrics(command) => monitors::run_metrics(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),

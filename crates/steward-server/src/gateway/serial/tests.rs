@@ -174,6 +174,7 @@ async fn test_state(data: &Path) -> AppState {
         ca: Arc::new(crate::pki::CertificateAuthority::load_or_create(data).unwrap()),
         agents: Arc::new(Registry::default()),
         gateway_port: 0,
+        monitors: Arc::new(crate::app::monitors::Monitors::default()),
         hosts: Arc::new(crate::app::hosts::Hosts::default()),
         data_dir: Arc::new(data.to_path_buf()),
         faults: Arc::new(crate::app::sagas::faults::FaultPlan::default()),
