@@ -88,6 +88,9 @@ impl ConditionKey {
     }
 }
 
+/// A value and when it was sampled (ms).
+pub type LastValue = (f64, i64);
+
 struct Batch {
     system: SystemId,
     at: i64,
@@ -102,7 +105,7 @@ pub struct Monitors {
     plans: Mutex<HashMap<SystemId, SystemPlan>>,
     states: Mutex<HashMap<(MonitorId, SystemId), Tracked>>,
     /// The last value each monitor saw on each system, and when (ms).
-    last: Mutex<HashMap<(MonitorId, SystemId), (f64, i64)>>,
+    last: Mutex<HashMap<(MonitorId, SystemId), LastValue>>,
     pub samples_ingested: AtomicU64,
     pub samples_failed: AtomicU64,
     pub events_raised: AtomicU64,
@@ -139,7 +142,7 @@ impl Monitors {
 
     /// A monitor's state on every system it has seen a value from since the server started (or that was pending
     /// or raised before): (system, state, since, last value and when).
-    pub fn states_of(&self, monitor: MonitorId) -> Vec<(SystemId, Tracked, Option<(f64, i64)>)> {
+    pub fn states_of(&self, monitor: MonitorId) -> Vec<(SystemId, Tracked, Option<LastValue>)> {
         let states = lock(&self.states);
         let last = lock(&self.last);
         states
