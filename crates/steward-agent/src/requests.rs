@@ -89,6 +89,12 @@ async fn carry_out(id: u64, request: AgentRequest, inventory_root: PathBuf) -> A
                 Err(error) => AgentResponse::Error { message: format!("collecting the inventory failed: {error}") },
             }
         }
+        request @ (AgentRequest::ListProcesses
+        | AgentRequest::SignalProcess(_)
+        | AgentRequest::SignalProcessesByName(_)
+        | AgentRequest::ListServices
+        | AgentRequest::ServiceAction(_)
+        | AgentRequest::NetworkConfiguration) => crate::admin::carry_out(id, request).await,
         AgentRequest::Unsupported => AgentResponse::Error { message: "this request is not supported".into() },
     }
 }

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod message;
 pub mod request;
 pub mod synced;
+pub mod system_admin;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES, read_frame, write_frame};
 pub use inventory::*;

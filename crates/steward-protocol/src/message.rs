@@ -51,6 +51,8 @@ use crate::request::{AgentRequest, AgentResponse};
 /// - `Inventory::personalization` was added without a bump: it is left out of the JSON when empty, which it is
 ///   on every system but a personalized Steward guest; an older server refuses an inventory that has it (unknown
 ///   field), so servers are upgraded before the agents of their guests, as always.
+/// - The process, service and network requests of `system_admin.rs` were added without a bump, as request kinds
+///   (an older agent answers them with an error), and their answers are only sent to a server that asked.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it
