@@ -6,14 +6,18 @@ mod audit;
 mod complexes;
 mod enrollment;
 mod events;
+mod facts;
 mod groups;
 mod hosts;
+mod network_config;
 mod networks;
 mod operations;
 mod os_templates;
+mod processes;
 mod run;
 mod serve;
 mod server_templates;
+mod services;
 mod systems;
 mod users;
 mod virtual_servers;
@@ -97,6 +101,15 @@ enum Command {
     /// Events (complex deviations, ...).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// A system's processes: list them, signal one, or signal them by name on a group.
+    #[command(subcommand)]
+    Processes(processes::ProcessesCommand),
+    /// A system's services: list them; start, stop, restart on a system or a group.
+    #[command(subcommand)]
+    Services(services::ServicesCommand),
+    /// A system's network configuration (read-only).
+    #[command(subcommand)]
+    Network(network_config::NetworkCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -168,6 +181,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Operations(command) => operations::run(&context, command).await,
         Command::Complexes(command) => complexes::run(&context, command).await,
         Command::Events(command) => events::run(&context, command).await,
+        Command::Processes(command) => processes::run(&context, command).await,
+        Command::Services(command) => services::run(&context, command).await,
+        Command::Network(command) => network_config::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
