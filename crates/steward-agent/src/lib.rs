@@ -6,6 +6,7 @@
 //! never wakes up on a timer unless a monitor needs a sample: changes are noticed through inotify and netlink.
 //! It runs on a single-threaded runtime.
 
+pub mod admin;
 pub mod backoff;
 pub mod command;
 pub mod enroll;

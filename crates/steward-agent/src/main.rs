@@ -45,6 +45,11 @@ struct Args {
     /// tests: a pseudo-terminal).
     #[arg(long)]
     channel_device: Option<PathBuf>,
+    /// Use the init scripts of this directory for services (`DIR/NAME start|stop|restart|status`), even where
+    /// systemd runs. For tests (a scratch directory) and unusual layouts; by default the agent uses systemd where
+    /// it runs and /etc/init.d elsewhere.
+    #[arg(long, env = "STEWARD_AGENT_INIT_DIR", value_name = "DIR")]
+    init_directory: Option<PathBuf>,
     /// Log filter (`warn`, `info`, `debug`).
     #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
     log: String,
@@ -75,6 +80,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let state = StateDir::open(&args.state_dir)?;
+    if let Some(directory) = &args.init_directory {
+        steward_agent::admin::services::set_init_directory(directory.clone());
+    }
     let transport = match args.channel {
         Channel::Tls => {
             if args.channel_device.is_some() {

@@ -93,6 +93,12 @@ async fn carry_out(id: u64, request: AgentRequest, inventory_root: PathBuf) -> A
         AgentRequest::ConfigureMonitors(_) => {
             AgentResponse::Error { message: "monitor plans are taken by the conversation, not as a task".into() }
         }
+        request @ (AgentRequest::ListProcesses
+        | AgentRequest::SignalProcess(_)
+        | AgentRequest::SignalProcessesByName(_)
+        | AgentRequest::ListServices
+        | AgentRequest::ServiceAction(_)
+        | AgentRequest::NetworkConfiguration) => crate::admin::carry_out(id, request).await,
         AgentRequest::Unsupported => AgentResponse::Error { message: "this request is not supported".into() },
     }
 }

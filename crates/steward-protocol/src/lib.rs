@@ -12,6 +12,7 @@ pub mod message;
 pub mod monitor;
 pub mod request;
 pub mod synced;
+pub mod system_admin;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES, read_frame, write_frame};
 pub use inventory::*;

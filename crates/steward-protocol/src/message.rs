@@ -53,6 +53,8 @@ use crate::request::{AgentRequest, AgentResponse};
 ///   field), so servers are upgraded before the agents of their guests, as always.
 /// - `ConfigureMonitors`/`MonitorsConfigured`/`Samples` were added without a bump: an older agent answers the
 ///   request kind as unsupported and samples nothing; only an agent that accepted a plan sends `Samples`.
+/// - The process, service and network requests of `system_admin.rs` were added without a bump, as request kinds
+///   (an older agent answers them with an error), and their answers are only sent to a server that asked.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Inventory;
+use crate::system_admin::{
+    NetworkConfiguration, ProcessListing, ServiceAction, ServiceActionOutcome, ServiceListing, SignalOutcome,
+    SignalProcess, SignalProcessesByName,
+};
 
 /// The most output the agent keeps of each stream of a command (standard output, standard error); the rest is
 /// read and discarded, so the command never blocks on a full pipe.
@@ -26,6 +30,18 @@ pub enum AgentRequest {
     /// Sample these metrics from now on (replacing the previous plan) and send them as `Samples` messages;
     /// answered with `MonitorsConfigured` (see `crate::monitor`).
     ConfigureMonitors(crate::monitor::MonitorPlan),
+    /// List every process, with its CPU use over a short sample (`system_admin.rs` has the types of these).
+    ListProcesses,
+    /// Signal one process, if it is still the one listed.
+    SignalProcess(SignalProcess),
+    /// Signal every process of a name.
+    SignalProcessesByName(SignalProcessesByName),
+    /// List the services and their state.
+    ListServices,
+    /// Start, stop or restart a service.
+    ServiceAction(ServiceAction),
+    /// Report the network configuration: interfaces, routes, DNS.
+    NetworkConfiguration,
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -63,6 +79,16 @@ pub enum AgentResponse {
     Inventory(Box<Inventory>),
     /// The plan of a `ConfigureMonitors` request is in force: this many metrics are sampled.
     MonitorsConfigured { metrics: u32 },
+    /// The answer to `ListProcesses`.
+    Processes(ProcessListing),
+    /// The answer to `SignalProcess` and `SignalProcessesByName`.
+    Signalled(SignalOutcome),
+    /// The answer to `ListServices`.
+    Services(ServiceListing),
+    /// The answer to `ServiceAction` (also when the action failed: its exit code and output say how).
+    ServiceAction(ServiceActionOutcome),
+    /// The answer to `NetworkConfiguration`.
+    Network(NetworkConfiguration),
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },

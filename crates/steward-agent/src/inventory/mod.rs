@@ -73,6 +73,17 @@ pub fn collect(root: &Path) -> Inventory {
     inventory
 }
 
+/// The network interfaces of the system under `root`, sorted by name, each with its addresses sorted (as in
+/// the inventory); for the network configuration request.
+pub fn interfaces(root: &Path) -> Vec<steward_protocol::NetworkInterface> {
+    let mut interfaces = network::collect(root, is_live(root));
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    for interface in &mut interfaces {
+        interface.addresses.sort();
+    }
+    interfaces
+}
+
 /// Whether `root` is the running system's root, where the kernel may be asked directly.
 fn is_live(root: &Path) -> bool {
     root == Path::new("/")

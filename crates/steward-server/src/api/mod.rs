@@ -20,6 +20,7 @@ pub mod networks;
 pub mod operations;
 pub mod os_templates;
 pub mod server_templates;
+pub mod system_admin;
 pub mod systems;
 pub mod users;
 pub mod virtual_servers;
@@ -70,6 +71,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         jobs::job_runs, jobs::job_run_show,
         monitors::monitor_list, monitors::monitor_create, monitors::monitor_show, monitors::monitor_delete,
         monitors::system_metrics,
+        system_admin::system_processes, system_admin::system_process_signal, system_admin::group_process_signal,
+        system_admin::system_services, system_admin::system_service_action, system_admin::group_service_action,
+        system_admin::system_network, system_admin::system_facts,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -175,6 +179,14 @@ pub fn router(state: AppState) -> Router {
         .route("/complexes/{complex}/apply", post(complexes::complex_apply))
         .route("/complexes/{complex}/adopt", post(complexes::complex_adopt))
         .route("/events", get(events::event_list))
+        .route("/systems/{system}/processes", get(system_admin::system_processes))
+        .route("/systems/{system}/processes/{pid}/signal", post(system_admin::system_process_signal))
+        .route("/groups/{group}/processes/signal", post(system_admin::group_process_signal))
+        .route("/systems/{system}/services", get(system_admin::system_services))
+        .route("/systems/{system}/services/{service}/{action}", post(system_admin::system_service_action))
+        .route("/groups/{group}/services/{service}/{action}", post(system_admin::group_service_action))
+        .route("/systems/{system}/network", get(system_admin::system_network))
+        .route("/systems/{system}/facts", get(system_admin::system_facts))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -14,6 +14,7 @@ pub mod networks;
 pub mod operations;
 pub mod os_templates;
 pub mod server_templates;
+pub mod system_admin;
 pub mod systems;
 pub mod users;
 pub mod virtual_servers;

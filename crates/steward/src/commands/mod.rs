@@ -6,16 +6,20 @@ mod audit;
 mod complexes;
 mod enrollment;
 mod events;
+mod facts;
 mod groups;
 mod hosts;
 mod jobs;
 mod monitors;
+mod network_config;
 mod networks;
 mod operations;
 mod os_templates;
+mod processes;
 mod run;
 mod serve;
 mod server_templates;
+mod services;
 mod systems;
 mod users;
 mod virtual_servers;
@@ -108,6 +112,15 @@ enum Command {
     /// Metric samples of a system.
     #[command(subcommand)]
     Metrics(monitors::MetricsCommand),
+    /// A system's processes: list them, signal one, or signal them by name on a group.
+    #[command(subcommand)]
+    Processes(processes::ProcessesCommand),
+    /// A system's services: list them; start, stop, restart on a system or a group.
+    #[command(subcommand)]
+    Services(services::ServicesCommand),
+    /// A system's network configuration (read-only).
+    #[command(subcommand)]
+    Network(network_config::NetworkCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -182,6 +195,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Jobs(command) => jobs::run(&context, command).await,
         Command::Monitors(command) => monitors::run(&context, command).await,
         Command::Metrics(command) => monitors::run_metrics(&context, command).await,
+        Command::Processes(command) => processes::run(&context, command).await,
+        Command::Services(command) => services::run(&context, command).await,
+        Command::Network(command) => network_config::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),

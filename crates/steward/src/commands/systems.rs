@@ -38,6 +38,8 @@ pub enum SystemsCommand {
     },
     /// Ask the system's agent to report changes now.
     Refresh { system: String },
+    /// Browse the facts a system reported, as a tree; PATH (`os.pretty_name`) shows one subtree.
+    Facts { system: String, path: Option<String> },
 }
 
 fn parse_state(text: &str) -> Result<SystemState, String> {
@@ -115,6 +117,7 @@ pub async fn run(context: &Context, command: SystemsCommand) -> anyhow::Result<S
                 }
             })
         }
+        SystemsCommand::Facts { system, path } => super::facts::run(context, &system, path.as_deref()).await,
         SystemsCommand::Refresh { system } => {
             client.post_empty(&format!("/systems/{}/refresh-inventory", segment(&system))).await?;
             Ok(match context.format {
