@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod command;
 pub mod enroll;
+pub mod files;
 pub mod inventory;
 pub mod requests;
 pub mod serial;

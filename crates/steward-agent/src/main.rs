@@ -45,6 +45,13 @@ struct Args {
     /// tests: a pseudo-terminal).
     #[arg(long)]
     channel_device: Option<PathBuf>,
+    /// File transfers may read only under this directory (repeatable; default `/`). `/proc`, `/sys` and `/dev`
+    /// are never transferred.
+    #[arg(long = "file-read-root", value_name = "DIR")]
+    file_read_roots: Vec<PathBuf>,
+    /// File transfers may write only under this directory (repeatable; default `/`).
+    #[arg(long = "file-write-root", value_name = "DIR")]
+    file_write_roots: Vec<PathBuf>,
     /// Log filter (`warn`, `info`, `debug`).
     #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
     log: String,
@@ -75,6 +82,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let state = StateDir::open(&args.state_dir)?;
+    let file_policy =
+        steward_agent::files::policy::FilePolicy::new(args.file_read_roots.clone(), args.file_write_roots.clone())
+            .map_err(|error| anyhow::anyhow!(error))?;
     let transport = match args.channel {
         Channel::Tls => {
             if args.channel_device.is_some() {
@@ -119,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = stop.send(()).await;
     });
-    let session = Session::new(transport, state, PathBuf::from("/"));
+    let session = Session::new(transport, state, PathBuf::from("/")).with_file_policy(file_policy);
     session.run(&mut watcher, &mut stopped).await?;
     tracing::info!("stopped");
     Ok(())

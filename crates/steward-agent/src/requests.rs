@@ -89,6 +89,8 @@ async fn carry_out(id: u64, request: AgentRequest, inventory_root: PathBuf) -> A
                 Err(error) => AgentResponse::Error { message: format!("collecting the inventory failed: {error}") },
             }
         }
+        // The conversation hands file requests to its transfers (`files.rs`), never here.
+        AgentRequest::File(_) => AgentResponse::Error { message: "file requests belong to a transfer".into() },
         AgentRequest::Unsupported => AgentResponse::Error { message: "this request is not supported".into() },
     }
 }

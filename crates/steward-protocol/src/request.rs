@@ -23,6 +23,8 @@ pub enum AgentRequest {
     RunCommand(CommandRequest),
     /// Collect the whole inventory now and answer with it (nothing is stored or reported besides).
     CollectInventory,
+    /// A step of a file transfer (`files.rs`).
+    File(crate::files::FileRequest),
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -58,6 +60,8 @@ pub enum AgentResponse {
     Command(CommandOutcome),
     /// The inventory collected for a `CollectInventory` request.
     Inventory(Box<Inventory>),
+    /// The answer to a `File` request.
+    File(crate::files::FileResponse),
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },
