@@ -22,8 +22,9 @@
 //!
 //! The receiver of the bytes acknowledges each chunk only once it has room for it (push: the agent's writer has
 //! taken it; pull: the server asks for the next chunk only when it has sent one on), which is the flow control.
-//! Chunks of one transfer carry consecutive sequence numbers from 0; the agent handles a transfer's requests in
-//! the order they arrive and refuses one out of sequence. Both sides compute SHA-256 while streaming: the agent
+//! Chunks of one transfer carry consecutive sequence numbers from 0. The server sends the requests of a window
+//! concurrently, so they may reach the agent out of order: the agent takes them in sequence, holding the early
+//! ones (at most a window of them), and refuses a sequence number outside the window. Both sides compute SHA-256 while streaming: the agent
 //! commits a push (renames its temporary files to their final names) only when its digest and byte count equal
 //! the server's in `PushEnd`; the server compares a pull's bytes with the digest in the last chunk.
 //!

@@ -16,7 +16,7 @@ pub mod owners;
 pub mod policy;
 pub mod tree;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +24,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use steward_protocol::files::{
     ChunkAccepted, FILE_CHUNK_BYTES, FILE_WINDOW_CHUNKS, FileRequest, FileResponse, PullBegin, PullData, PushBegin,
-    PushOutcome, StreamEnd, StreamFormat, TransferRef, TransferStarted, decode_chunk, encode_chunk, hex_digest,
+    PushEnd, PushOutcome, StreamEnd, StreamFormat, TransferRef, TransferStarted, decode_chunk, encode_chunk,
+    hex_digest,
 };
 use steward_protocol::{AgentMessage, AgentResponse};
 use tokio::sync::mpsc;
@@ -41,10 +42,49 @@ pub const MAX_TRANSFERS: usize = 8;
 /// A request for a transfer task, with the ID to answer it under.
 type Step = (u64, FileRequest);
 
+/// Why a transfer failed, once it has.
+type Failure = Arc<std::sync::Mutex<Option<String>>>;
+
+/// What a transfer does, with the ID of the request that began it.
+enum Work {
+    Push(u64, PushBegin),
+    Pull(u64, PullBegin),
+}
+
+/// Runs a transfer's task; when it fails, records why and answers the steps still queued with the same reason.
+async fn run(
+    transfer: u64,
+    work: Work,
+    policy: Arc<FilePolicy>,
+    failure: Failure,
+    mut steps: mpsc::Receiver<Step>,
+    answers: Answers,
+) {
+    let result = match work {
+        Work::Push(id, begin) => push(transfer, id, begin, policy, &mut steps, &answers).await,
+        Work::Pull(id, begin) => pull(transfer, id, begin, policy, &mut steps, &answers).await,
+    };
+    let Err(reason) = result else { return };
+    tracing::debug!(transfer, %reason, "a transfer failed");
+    if let Ok(mut slot) = failure.lock() {
+        *slot = Some(reason.clone());
+    }
+    steps.close();
+    while let Ok((id, _)) = steps.try_recv() {
+        let _ = answers.send(error_answer(id, reason.clone())).await;
+    }
+}
+
+/// Answers `id` with an error and returns it as the transfer's failure.
+async fn fail(answers: &Answers, id: u64, message: String) -> Result<(), String> {
+    let _ = answers.send(error_answer(id, message.clone())).await;
+    Err(message)
+}
+
 /// The open transfers of one conversation.
 pub struct Transfers {
     policy: Arc<FilePolicy>,
-    open: HashMap<u64, mpsc::Sender<Step>>,
+    open: HashMap<u64, (mpsc::Sender<Step>, Failure)>,
     next: u64,
 }
 
@@ -58,28 +98,30 @@ impl Transfers {
     pub fn handle(&mut self, id: u64, request: FileRequest, answers: &Answers) -> Option<AgentMessage> {
         match request {
             FileRequest::PushBegin(begin) => {
-                let (transfer, steps) = match self.open_transfer() {
+                let (transfer, steps, failure) = match self.open_transfer() {
                     Ok(opened) => opened,
                     Err(message) => return Some(answer(id, AgentResponse::Error { message })),
                 };
                 tracing::info!(id, transfer, path = %begin.path, format = ?begin.format, "receiving a file from the server");
-                tokio::spawn(push(transfer, id, begin, Arc::clone(&self.policy), steps, answers.clone()));
+                let work = Work::Push(id, begin);
+                tokio::spawn(run(transfer, work, Arc::clone(&self.policy), failure, steps, answers.clone()));
                 None
             }
             FileRequest::PullBegin(begin) => {
-                let (transfer, steps) = match self.open_transfer() {
+                let (transfer, steps, failure) = match self.open_transfer() {
                     Ok(opened) => opened,
                     Err(message) => return Some(answer(id, AgentResponse::Error { message })),
                 };
                 tracing::info!(id, transfer, path = %begin.path, "sending a file to the server");
-                tokio::spawn(pull(transfer, id, begin, Arc::clone(&self.policy), steps, answers.clone()));
+                let work = Work::Pull(id, begin);
+                tokio::spawn(run(transfer, work, Arc::clone(&self.policy), failure, steps, answers.clone()));
                 None
             }
             FileRequest::PushChunk(ref chunk) => self.forward(chunk.transfer, id, request),
             FileRequest::PushEnd(ref end) => self.forward(end.transfer, id, request),
             FileRequest::PullChunk(ref chunk) => self.forward(chunk.transfer, id, request),
             FileRequest::Close(TransferRef { transfer }) => {
-                if self.open.get(&transfer).is_some_and(|steps| !steps.is_closed()) {
+                if self.open.get(&transfer).is_some_and(|(steps, _)| !steps.is_closed()) {
                     return self.forward(transfer, id, request);
                 }
                 // Closing a transfer that already ended is not an error: it is closed.
@@ -89,8 +131,8 @@ impl Transfers {
         }
     }
 
-    fn open_transfer(&mut self) -> Result<(u64, mpsc::Receiver<Step>), String> {
-        self.open.retain(|_, steps| !steps.is_closed());
+    fn open_transfer(&mut self) -> Result<(u64, mpsc::Receiver<Step>, Failure), String> {
+        self.open.retain(|_, (steps, _)| !steps.is_closed());
         if self.open.len() >= MAX_TRANSFERS {
             return Err(format!(
                 "busy: {MAX_TRANSFERS} file transfers are open on this agent already; try again later"
@@ -98,12 +140,13 @@ impl Transfers {
         }
         self.next += 1;
         let (sender, steps) = mpsc::channel(FILE_WINDOW_CHUNKS + 2);
-        self.open.insert(self.next, sender);
-        Ok((self.next, steps))
+        let failure = Failure::default();
+        self.open.insert(self.next, (sender, Arc::clone(&failure)));
+        Ok((self.next, steps, failure))
     }
 
     fn forward(&mut self, transfer: u64, id: u64, request: FileRequest) -> Option<AgentMessage> {
-        let Some(steps) = self.open.get(&transfer) else {
+        let Some((steps, failure)) = self.open.get(&transfer) else {
             let message =
                 format!("there is no transfer {transfer} on this connection (it ended, failed or never began)");
             return Some(answer(id, AgentResponse::Error { message }));
@@ -114,8 +157,11 @@ impl Transfers {
                 format!("transfer {transfer}: more than {FILE_WINDOW_CHUNKS} chunks in flight")
             }
             Err(TrySendError::Closed(_)) => {
+                // A transfer that failed answers every later step with the reason it failed, so the caller hears
+                // it whichever answer arrives first.
+                let reason = failure.lock().ok().and_then(|reason| reason.clone());
                 self.open.remove(&transfer);
-                format!("transfer {transfer} has ended")
+                reason.unwrap_or_else(|| format!("transfer {transfer} has ended"))
             }
         };
         Some(answer(id, AgentResponse::Error { message }))
@@ -150,26 +196,24 @@ async fn push(
     begin_id: u64,
     begin: PushBegin,
     policy: Arc<FilePolicy>,
-    mut steps: mpsc::Receiver<Step>,
-    answers: Answers,
-) {
+    steps: &mut mpsc::Receiver<Step>,
+    answers: &Answers,
+) -> Result<(), String> {
     let format = begin.format;
     let prepared = tokio::task::spawn_blocking(move || prepare_push(&policy, &begin)).await;
     let (mut staging, file) = match prepared {
         Ok(Ok(prepared)) => prepared,
         Ok(Err(message)) => {
             tracing::info!(transfer, %message, "refusing a push");
-            let _ = answers.send(error_answer(begin_id, message)).await;
-            return;
+            return fail(answers, begin_id, message).await;
         }
         Err(error) => {
-            let _ = answers.send(error_answer(begin_id, format!("preparing the transfer failed: {error}"))).await;
-            return;
+            return fail(answers, begin_id, format!("preparing the transfer failed: {error}")).await;
         }
     };
     let started = TransferStarted { transfer, format, entry: None };
     if answers.send(file_answer(begin_id, FileResponse::Started(started))).await.is_err() {
-        return;
+        return Ok(());
     }
     let (chunks, received) = mpsc::channel::<Vec<u8>>(2);
     let writer = tokio::task::spawn_blocking(move || {
@@ -179,92 +223,117 @@ async fn push(
             None => staging.unpack(&mut reader),
         };
         // Dropping the staging on error removes what it wrote.
-        written.map(|()| (staging, reader.bytes, hex_digest(&reader.digest.finalize())))
+        let summary = reader.summary();
+        written.map(|()| (staging, summary.bytes, summary.sha256))
     });
     let mut chunks = Some(chunks);
+    // Chunks may arrive out of order (the server sends its window of requests concurrently); they are taken in
+    // sequence, the early ones waiting here (at most a window of them).
+    let mut waiting: BTreeMap<u64, (u64, String)> = BTreeMap::new();
     let mut expected = 0u64;
     while let Some((id, step)) = steps.recv().await {
         let reply = match step {
             FileRequest::PushChunk(chunk) => {
-                if chunk.sequence != expected {
-                    error_answer(
-                        id,
-                        format!("transfer {transfer}: chunk {} arrived where {expected} was due", chunk.sequence),
-                    )
-                } else {
+                if chunk.sequence < expected
+                    || chunk.sequence >= expected + FILE_WINDOW_CHUNKS as u64
+                    || waiting.contains_key(&chunk.sequence)
+                {
+                    let message = format!(
+                        "transfer {transfer}: chunk {} is outside the window (chunk {expected} is due)",
+                        chunk.sequence
+                    );
+                    return fail(answers, id, message).await;
+                }
+                waiting.insert(chunk.sequence, (id, chunk.data));
+                while let Some((id, data)) = waiting.remove(&expected) {
+                    let sequence = expected;
                     expected += 1;
-                    match decode_chunk(&chunk.data) {
-                        Err(message) => error_answer(id, format!("transfer {transfer}: {message}")),
-                        Ok(data) => {
-                            let taken = match &chunks {
-                                Some(chunks) => chunks.send(data).await.is_ok(),
-                                None => false,
-                            };
-                            if taken {
-                                let accepted = ChunkAccepted { transfer, sequence: chunk.sequence };
-                                if answers.send(file_answer(id, FileResponse::ChunkAccepted(accepted))).await.is_err() {
-                                    return;
-                                }
-                                continue;
-                            }
-                            // The writer stopped: its error is the answer.
-                            drop(chunks.take());
-                            let message = match writer.await {
-                                Ok(Err(message)) => message,
-                                Ok(Ok(_)) => "the writer stopped before the end of the stream".into(),
-                                Err(error) => format!("the writer failed: {error}"),
-                            };
-                            tracing::info!(transfer, %message, "a push failed");
-                            let _ = answers.send(error_answer(id, message)).await;
-                            return;
+                    let data = match decode_chunk(&data) {
+                        Ok(data) => data,
+                        Err(message) => {
+                            return fail(answers, id, format!("transfer {transfer}: {message}")).await;
                         }
+                    };
+                    let taken = match &chunks {
+                        Some(chunks) => chunks.send(data).await.is_ok(),
+                        None => false,
+                    };
+                    if !taken {
+                        // The writer stopped: its error is the answer.
+                        drop(chunks.take());
+                        let message = match writer.await {
+                            Ok(Err(message)) => message,
+                            Ok(Ok(_)) => "the writer stopped before the end of the stream".into(),
+                            Err(error) => format!("the writer failed: {error}"),
+                        };
+                        tracing::info!(transfer, %message, "a push failed");
+                        return fail(answers, id, message).await;
+                    }
+                    let accepted = ChunkAccepted { transfer, sequence };
+                    if answers.send(file_answer(id, FileResponse::ChunkAccepted(accepted))).await.is_err() {
+                        return Ok(());
                     }
                 }
+                continue;
             }
             FileRequest::PushEnd(end) => {
                 drop(chunks.take());
-                let reply = match writer.await {
-                    Ok(Ok((staging, bytes, sha256))) => {
-                        if bytes != end.bytes || sha256 != end.sha256 {
-                            let target = staging.target().display().to_string();
-                            drop(staging);
-                            error_answer(
-                                id,
-                                format!(
-                                    "{target}: checksum mismatch: received {bytes} bytes with SHA-256 {sha256}, the \
-                                     server sent {} bytes with SHA-256 {}; nothing was written",
-                                    end.bytes, end.sha256
-                                ),
-                            )
-                        } else {
-                            let path = staging.target().display().to_string();
-                            match tokio::task::spawn_blocking(move || staging.commit()).await {
-                                Ok(Ok(entries)) => {
-                                    tracing::info!(transfer, %path, bytes, %sha256, entries, "a push was committed");
-                                    file_answer(id, FileResponse::Pushed(PushOutcome { path, bytes, sha256, entries }))
-                                }
-                                Ok(Err(message)) => error_answer(id, message),
-                                Err(error) => error_answer(id, format!("committing the transfer failed: {error}")),
-                            }
-                        }
-                    }
-                    Ok(Err(message)) => error_answer(id, message),
-                    Err(error) => error_answer(id, format!("the writer failed: {error}")),
+                let reply = if waiting.is_empty() {
+                    finish_push(transfer, id, end, writer).await
+                } else {
+                    error_answer(id, format!("transfer {transfer}: the push ended before chunk {expected} came"))
                 };
                 let _ = answers.send(reply).await;
-                return;
+                return Ok(());
             }
             FileRequest::Close(_) => {
                 tracing::info!(transfer, "the server abandoned a push; removing what it wrote");
                 let _ = answers.send(file_answer(id, FileResponse::Closed(TransferRef { transfer }))).await;
-                return;
+                return Ok(());
             }
             other => error_answer(id, format!("transfer {transfer} is a push; {other:?} does not belong to it")),
         };
         let _ = answers.send(reply).await;
-        return;
+        return Ok(());
     }
     tracing::info!(transfer, "the connection ended during a push; removing what it wrote");
+    Ok(())
+}
+
+/// Ends a push: waits for the writer, compares what it received with what the server sent, and commits.
+async fn finish_push(
+    transfer: u64,
+    id: u64,
+    end: PushEnd,
+    writer: tokio::task::JoinHandle<Result<(Staging, u64, String), String>>,
+) -> AgentMessage {
+    match writer.await {
+        Ok(Ok((staging, bytes, sha256))) => {
+            if bytes != end.bytes || sha256 != end.sha256 {
+                let target = staging.target().display().to_string();
+                drop(staging);
+                return error_answer(
+                    id,
+                    format!(
+                        "{target}: checksum mismatch: received {bytes} bytes with SHA-256 {sha256}, the server sent \
+                         {} bytes with SHA-256 {}; nothing was written",
+                        end.bytes, end.sha256
+                    ),
+                );
+            }
+            let path = staging.target().display().to_string();
+            match tokio::task::spawn_blocking(move || staging.commit()).await {
+                Ok(Ok(entries)) => {
+                    tracing::info!(transfer, %path, bytes, %sha256, entries, "a push was committed");
+                    file_answer(id, FileResponse::Pushed(PushOutcome { path, bytes, sha256, entries }))
+                }
+                Ok(Err(message)) => error_answer(id, message),
+                Err(error) => error_answer(id, format!("committing the transfer failed: {error}")),
+            }
+        }
+        Ok(Err(message)) => error_answer(id, message),
+        Err(error) => error_answer(id, format!("the writer failed: {error}")),
+    }
 }
 
 /// Checks the path and prepares the staging: a temporary file for a file, the directory for a tar stream.
@@ -299,9 +368,9 @@ async fn pull(
     begin_id: u64,
     begin: PullBegin,
     policy: Arc<FilePolicy>,
-    mut steps: mpsc::Receiver<Step>,
-    answers: Answers,
-) {
+    steps: &mut mpsc::Receiver<Step>,
+    answers: &Answers,
+) -> Result<(), String> {
     let prepared = tokio::task::spawn_blocking(move || {
         let real = policy.readable(&begin.path)?;
         let owners = Owners::load(Path::new("/"));
@@ -321,12 +390,10 @@ async fn pull(
         Ok(Ok(prepared)) => prepared,
         Ok(Err(message)) => {
             tracing::info!(transfer, %message, "refusing a pull");
-            let _ = answers.send(error_answer(begin_id, message)).await;
-            return;
+            return fail(answers, begin_id, message).await;
         }
         Err(error) => {
-            let _ = answers.send(error_answer(begin_id, format!("preparing the transfer failed: {error}"))).await;
-            return;
+            return fail(answers, begin_id, format!("preparing the transfer failed: {error}")).await;
         }
     };
     let format = match source {
@@ -335,7 +402,7 @@ async fn pull(
     };
     let started = TransferStarted { transfer, format, entry: Some(entry) };
     if answers.send(file_answer(begin_id, FileResponse::Started(started))).await.is_err() {
-        return;
+        return Ok(());
     }
     let (chunks, mut produced) = mpsc::channel::<Vec<u8>>(2);
     let mut producer = Some(tokio::task::spawn_blocking(move || {
@@ -349,55 +416,66 @@ async fn pull(
         writer.finish()
     }));
     let mut end: Option<StreamEnd> = None;
+    // Requests may arrive out of order; each is answered with its chunk, in sequence.
+    let mut waiting: BTreeMap<u64, u64> = BTreeMap::new();
     let mut expected = 0u64;
     while let Some((id, step)) = steps.recv().await {
-        let reply = match step {
-            FileRequest::PullChunk(chunk) if chunk.sequence != expected => {
-                let message =
-                    format!("transfer {transfer}: chunk {} was asked for where {expected} was due", chunk.sequence);
-                let _ = answers.send(error_answer(id, message)).await;
-                return;
-            }
+        match step {
             FileRequest::PullChunk(chunk) => {
-                expected += 1;
-                let data = |data: String, end: Option<StreamEnd>| {
-                    file_answer(id, FileResponse::Data(PullData { transfer, sequence: chunk.sequence, data, end }))
-                };
-                if let Some(end) = &end {
-                    data(String::new(), Some(end.clone()))
-                } else if let Some(bytes) = produced.recv().await {
-                    data(encode_chunk(&bytes), None)
-                } else {
-                    let finished = match producer.take() {
-                        Some(producer) => {
-                            producer.await.unwrap_or_else(|error| Err(format!("the reader failed: {error}")))
-                        }
-                        None => Err("the reader is gone".into()),
-                    };
-                    match finished {
-                        Ok(finished) => {
-                            tracing::info!(transfer, bytes = finished.bytes, sha256 = %finished.sha256, "a pull was read to its end");
-                            end = Some(finished.clone());
-                            data(String::new(), Some(finished))
-                        }
-                        Err(message) => {
-                            tracing::info!(transfer, %message, "a pull failed");
-                            let _ = answers.send(error_answer(id, message)).await;
-                            return;
-                        }
-                    }
+                if chunk.sequence < expected
+                    || chunk.sequence >= expected + FILE_WINDOW_CHUNKS as u64
+                    || waiting.contains_key(&chunk.sequence)
+                {
+                    let message = format!(
+                        "transfer {transfer}: chunk {} is outside the window (chunk {expected} is due)",
+                        chunk.sequence
+                    );
+                    return fail(answers, id, message).await;
                 }
+                waiting.insert(chunk.sequence, id);
             }
             FileRequest::Close(_) => {
                 let _ = answers.send(file_answer(id, FileResponse::Closed(TransferRef { transfer }))).await;
-                return;
+                return Ok(());
             }
-            other => error_answer(id, format!("transfer {transfer} is a pull; {other:?} does not belong to it")),
-        };
-        if answers.send(reply).await.is_err() {
-            return;
+            other => {
+                let message = format!("transfer {transfer} is a pull; {other:?} does not belong to it");
+                return fail(answers, id, message).await;
+            }
+        }
+        while let Some(id) = waiting.remove(&expected) {
+            let sequence = expected;
+            expected += 1;
+            let data = |data: String, end: Option<StreamEnd>| {
+                file_answer(id, FileResponse::Data(PullData { transfer, sequence, data, end }))
+            };
+            let reply = if let Some(end) = &end {
+                data(String::new(), Some(end.clone()))
+            } else if let Some(bytes) = produced.recv().await {
+                data(encode_chunk(&bytes), None)
+            } else {
+                let finished = match producer.take() {
+                    Some(producer) => producer.await.unwrap_or_else(|error| Err(format!("the reader failed: {error}"))),
+                    None => Err("the reader is gone".into()),
+                };
+                match finished {
+                    Ok(finished) => {
+                        tracing::info!(transfer, bytes = finished.bytes, sha256 = %finished.sha256, "a pull was read to its end");
+                        end = Some(finished.clone());
+                        data(String::new(), Some(finished))
+                    }
+                    Err(message) => {
+                        tracing::info!(transfer, %message, "a pull failed");
+                        return fail(answers, id, message).await;
+                    }
+                }
+            };
+            if answers.send(reply).await.is_err() {
+                return Ok(());
+            }
         }
     }
+    Ok(())
 }
 
 enum Source {
@@ -405,8 +483,8 @@ enum Source {
     Directory(std::path::PathBuf),
 }
 
-/// The chunks of a push as a blocking reader, counting and hashing what it reads.
-struct ChannelReader {
+/// Chunks from an async task as a blocking reader (for a blocking thread), counting and hashing what it reads.
+pub struct ChannelReader {
     chunks: mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
     position: usize,
@@ -415,8 +493,13 @@ struct ChannelReader {
 }
 
 impl ChannelReader {
-    fn new(chunks: mpsc::Receiver<Vec<u8>>) -> Self {
+    pub fn new(chunks: mpsc::Receiver<Vec<u8>>) -> Self {
         Self { chunks, current: Vec::new(), position: 0, bytes: 0, digest: Sha256::new() }
+    }
+
+    /// The bytes read so far and their SHA-256 (lower-case hexadecimal).
+    pub fn summary(self) -> StreamEnd {
+        StreamEnd { bytes: self.bytes, sha256: hex_digest(&self.digest.finalize()) }
     }
 }
 
@@ -440,8 +523,9 @@ impl Read for ChannelReader {
     }
 }
 
-/// A blocking writer that sends full chunks to a pull's task, counting and hashing what it sends.
-struct ChannelWriter {
+/// A blocking writer (for a blocking thread) that sends full chunks of [`FILE_CHUNK_BYTES`] to an async task,
+/// counting and hashing what it sends.
+pub struct ChannelWriter {
     chunks: mpsc::Sender<Vec<u8>>,
     buffer: Vec<u8>,
     bytes: u64,
@@ -449,7 +533,7 @@ struct ChannelWriter {
 }
 
 impl ChannelWriter {
-    fn new(chunks: mpsc::Sender<Vec<u8>>) -> Self {
+    pub fn new(chunks: mpsc::Sender<Vec<u8>>) -> Self {
         Self { chunks, buffer: Vec::with_capacity(FILE_CHUNK_BYTES), bytes: 0, digest: Sha256::new() }
     }
 
@@ -465,7 +549,8 @@ impl ChannelWriter {
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the transfer was abandoned"))
     }
 
-    fn finish(mut self) -> Result<StreamEnd, String> {
+    /// Sends what is left; returns the size and SHA-256 of everything sent.
+    pub fn finish(mut self) -> Result<StreamEnd, String> {
         self.send_buffer().map_err(|error| error.to_string())?;
         Ok(StreamEnd { bytes: self.bytes, sha256: hex_digest(&self.digest.finalize()) })
     }

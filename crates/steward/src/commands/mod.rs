@@ -6,6 +6,7 @@ mod audit;
 mod complexes;
 mod enrollment;
 mod events;
+mod files;
 mod groups;
 mod hosts;
 mod networks;
@@ -97,6 +98,9 @@ enum Command {
     /// Events (complex deviations, ...).
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Push and pull files and directories (streamed, checksummed, atomically renamed into place).
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -168,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Operations(command) => operations::run(&context, command).await,
         Command::Complexes(command) => complexes::run(&context, command).await,
         Command::Events(command) => events::run(&context, command).await,
+        Command::Files(command) => files::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
