@@ -345,8 +345,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Takes a few minutes on a small machine (a debug build hashes the gigabyte four times on each way); it proves
-/// streaming by memory, not by time.
+/// The longest test here (about 30 seconds with a debug build on 2 cores: the gigabyte is hashed several times
+/// each way); it proves streaming by memory, not by time.
 #[test]
 fn a_gigabyte_streams_both_ways_in_flat_memory() {
     const GIB: u64 = 1024 * 1024 * 1024;
