@@ -577,6 +577,43 @@ mod tests {
         assert_eq!(std::fs::read_dir(temp.path()).expect("list").count(), 1, "no temporary file is left");
     }
 
+    #[test]
+    fn archives_of_gnu_tar_come_in_and_ours_read_back_in_gnu_tar() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let source = temp.path().join("source");
+        tree(&source);
+        let long = source.join("a-name-longer-than-one-hundred-bytes-".repeat(3));
+        std::fs::write(&long, "long").expect("write");
+        // GNU tar's own archive (long names included), unpacked here.
+        let archive = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&source)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("GNU tar")
+            .stdout;
+        let destination = temp.path().join("from-gnu");
+        let mut staging =
+            Staging::for_directory(destination.clone(), Meta::default(), false, Owners::default()).expect("stage");
+        staging.unpack(&mut archive.as_slice()).expect("unpack GNU tar's archive");
+        staging.commit().expect("commit");
+        assert_eq!(std::fs::read_to_string(destination.join(long.file_name().expect("name"))).expect("read"), "long");
+        assert_eq!(std::fs::metadata(destination.join("sub")).expect("stat").mode() & 0o7777, 0o711);
+
+        // Ours, listed by GNU tar.
+        let ours = temp.path().join("ours.tar");
+        let mut file = File::create(&ours).expect("create");
+        pack(&source, &mut file, &Owners::default()).expect("pack");
+        let listing = std::process::Command::new("tar").arg("-tvf").arg(&ours).output().expect("tar -t");
+        assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(
+            listing.contains("./sub/deeper/script.sh") && listing.contains("./link -> sub/deeper/script.sh"),
+            "{listing}"
+        );
+        assert!(listing.contains(long.file_name().expect("name").to_str().expect("utf-8")), "{listing}");
+    }
+
     fn walk(root: &Path) -> Vec<String> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(root).expect("list") {
