@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backoff;
 pub mod command;
 pub mod enroll;
+pub mod files;
 pub mod inventory;
 pub mod requests;
 pub mod sampler;

@@ -50,6 +50,13 @@ struct Args {
     /// it runs and /etc/init.d elsewhere.
     #[arg(long, env = "STEWARD_AGENT_INIT_DIR", value_name = "DIR")]
     init_directory: Option<PathBuf>,
+    /// File transfers may read only under this directory (repeatable; default `/`). `/proc`, `/sys` and `/dev`
+    /// are never transferred.
+    #[arg(long = "file-read-root", value_name = "DIR")]
+    file_read_roots: Vec<PathBuf>,
+    /// File transfers may write only under this directory (repeatable; default `/`).
+    #[arg(long = "file-write-root", value_name = "DIR")]
+    file_write_roots: Vec<PathBuf>,
     /// Log filter (`warn`, `info`, `debug`).
     #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
     log: String,
@@ -83,6 +90,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(directory) = &args.init_directory {
         steward_agent::admin::services::set_init_directory(directory.clone());
     }
+    let file_policy =
+        steward_agent::files::policy::FilePolicy::new(args.file_read_roots.clone(), args.file_write_roots.clone())
+            .map_err(|error| anyhow::anyhow!(error))?;
     let transport = match args.channel {
         Channel::Tls => {
             if args.channel_device.is_some() {
@@ -127,7 +137,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = stop.send(()).await;
     });
-    let session = Session::new(transport, state, PathBuf::from("/"));
+    let session = Session::new(transport, state, PathBuf::from("/")).with_file_policy(file_policy);
     session.run(&mut watcher, &mut stopped).await?;
     tracing::info!("stopped");
     Ok(())

@@ -101,12 +101,20 @@ pub struct Session {
     inventory_root: PathBuf,
     /// The server's requests, running or not; their limit holds across reconnects.
     requests: Requests,
+    /// What file transfers may read and write.
+    file_policy: std::sync::Arc<crate::files::policy::FilePolicy>,
 }
 
 impl Session {
     pub fn new(transport: Transport, state: StateDir, inventory_root: PathBuf) -> Self {
         let requests = Requests::new(inventory_root.clone());
-        Self { transport, state, inventory_root, requests }
+        Self { transport, state, inventory_root, requests, file_policy: Default::default() }
+    }
+
+    /// Limits file transfers to `policy`'s roots (the default allows everything but pseudo-filesystems).
+    pub fn with_file_policy(mut self, policy: crate::files::policy::FilePolicy) -> Self {
+        self.file_policy = std::sync::Arc::new(policy);
+        self
     }
 
     /// Runs until a signal (returns `Ok`) or until the server refuses the agent for good.
@@ -164,6 +172,8 @@ impl Session {
         let mut last = self.state.last_inventory();
         // Answers of requests started in this conversation; those still running when it ends are dropped.
         let (answers, mut answered) = Requests::answers();
+        // File transfers of this conversation; dropping them when it ends removes what unfinished pushes wrote.
+        let mut transfers = crate::files::Transfers::new(std::sync::Arc::clone(&self.file_policy));
         // While a Hello is unanswered: when to give up (TLS) or say it again (serial). `None` once welcomed: from
         // then on nothing here runs on a timer.
         let mut hello_backoff = Backoff::new(Duration::from_secs(1), SERIAL_RETRY_CAP);
@@ -246,7 +256,11 @@ impl Session {
                         }
                     }
                     Ok(ServerMessage::Request { id, request }) => {
-                        if let Some(refused) = self.requests.start(id, request, &answers)
+                        let refused = match request {
+                            AgentRequest::File(file) => transfers.handle(id, file, &answers),
+                            request => self.requests.start(id, request, &answers),
+                        };
+                        if let Some(refused) = refused
                             && let Err(error) = link.send(&refused).await
                         {
                             return frame_ended(error, link.restartable());
@@ -259,8 +273,11 @@ impl Session {
                     if let Err(error) = link.send(&answer).await {
                         return frame_ended(error, link.restartable());
                     }
-                    // A command's output or an inventory peaked at a few MiB of heap; give it back before idling.
-                    trim_heap();
+                    // A command's output or an inventory peaked at a few MiB of heap; give it back before idling
+                    // (not after every chunk of a transfer, which would trim thousands of times a second).
+                    if !crate::files::is_chunk_answer(&answer) {
+                        trim_heap();
+                    }
                 }
                 // Changes wait while a Hello is unanswered: the welcome's report includes them.
                 () = watcher.changed(), if awaiting_welcome.is_none() => {

@@ -6,6 +6,7 @@
 //! the framing of [`frame`], or over a guest's virtio-serial port, with the self-synchronising framing of
 //! [`synced`].
 
+pub mod files;
 pub mod frame;
 pub mod inventory;
 pub mod message;
@@ -13,6 +14,7 @@ pub mod monitor;
 pub mod request;
 pub mod synced;
 pub mod system_admin;
+pub mod tar;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES, read_frame, write_frame};
 pub use inventory::*;

@@ -42,6 +42,8 @@ pub enum AgentRequest {
     ServiceAction(ServiceAction),
     /// Report the network configuration: interfaces, routes, DNS.
     NetworkConfiguration,
+    /// A step of a file transfer (`files.rs`).
+    File(crate::files::FileRequest),
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -89,6 +91,8 @@ pub enum AgentResponse {
     ServiceAction(ServiceActionOutcome),
     /// The answer to `NetworkConfiguration`.
     Network(NetworkConfiguration),
+    /// The answer to a `File` request.
+    File(crate::files::FileResponse),
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },

@@ -63,46 +63,41 @@ impl Client {
         format!("{}/api/v1{path}", self.base)
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+    /// A request to `path` under `/api/v1`, for a body or an answer that streams ([`Client::send_streaming`]).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// Sends `request`; a successful answer is returned unread (its body may stream), an error answer becomes
+    /// [`ClientError::Api`].
+    pub async fn send_streaming(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
         let response =
             request.send().await.map_err(|source| ClientError::Unreachable { server: self.base.clone(), source })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(error_answer(response).await)
+    }
+
+    /// Sends `request` and reads its JSON answer.
+    pub async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.send_streaming(request).await?;
         let status = response.status();
-        if status.is_success() {
-            // `204` never has a body, and `202` has one only when the action runs as an operation.
-            let body = if status == reqwest::StatusCode::NO_CONTENT {
-                Default::default()
-            } else {
-                response.bytes().await.map_err(ClientError::Decode)?
-            };
-            if body.is_empty() {
-                return serde_json::from_value(serde_json::Value::Null).map_err(|_| {
-                    ClientError::Setup("the server answered without a body where one was expected".into())
-                });
-            }
-            return serde_json::from_slice(&body).map_err(ClientError::Malformed);
+        // `204` never has a body, and `202` has one only when the action runs as an operation.
+        let body = if status == reqwest::StatusCode::NO_CONTENT {
+            Default::default()
+        } else {
+            response.bytes().await.map_err(ClientError::Decode)?
+        };
+        if body.is_empty() {
+            return serde_json::from_value(serde_json::Value::Null)
+                .map_err(|_| ClientError::Setup("the server answered without a body where one was expected".into()));
         }
-        let text = response.text().await.unwrap_or_default();
-        match serde_json::from_str::<ErrorResponse>(&text) {
-            Ok(body) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: serde_json::to_value(body.error.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                message: body.error.message,
-                details: body.error.details,
-            }),
-            Err(_) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: "http_error".into(),
-                message: format!("the server answered {status}: {}", text.chars().take(200).collect::<String>()),
-                details: serde_json::Value::Null,
-            }),
-        }
+        serde_json::from_slice(&body).map_err(ClientError::Malformed)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
@@ -174,6 +169,29 @@ impl Client {
                 None => return Ok(items),
             }
         }
+    }
+}
+
+/// The server's error answer as a [`ClientError::Api`].
+async fn error_answer(response: reqwest::Response) -> ClientError {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorResponse>(&text) {
+        Ok(body) => ClientError::Api {
+            status: status.as_u16(),
+            code: serde_json::to_value(body.error.code)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            message: body.error.message,
+            details: body.error.details,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: "http_error".into(),
+            message: format!("the server answered {status}: {}", text.chars().take(200).collect::<String>()),
+            details: serde_json::Value::Null,
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod complexes;
 pub mod enrollment;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod groups;
 pub mod health;
 pub mod hosts;
@@ -74,6 +75,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         system_admin::system_processes, system_admin::system_process_signal, system_admin::group_process_signal,
         system_admin::system_services, system_admin::system_service_action, system_admin::group_service_action,
         system_admin::system_network, system_admin::system_facts,
+        files::system_file_push, files::system_file_pull, files::group_file_push,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -122,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         .route("/systems/{system}/inventory-history", get(systems::system_inventory_history))
         .route("/systems/{system}/refresh-inventory", post(systems::system_refresh_inventory))
         .route("/systems/{system}/commands", post(systems::system_run_command))
+        .route("/systems/{system}/files", get(files::system_file_pull).put(files::system_file_push))
+        .route("/groups/{group}/files", post(files::group_file_push))
         .route("/groups", get(groups::group_list).post(groups::group_create))
         .route("/groups/{group}", get(groups::group_show).patch(groups::group_update).delete(groups::group_delete))
         .route("/groups/{group}/members", get(groups::group_members).post(groups::group_members_add))

@@ -3,6 +3,7 @@
 //! **Architecture invariant:** no SQL here (that is `steward-store`), no HTTP (that is `api`).
 
 pub mod complexes;
+pub mod files;
 pub mod groups;
 pub mod hosts;
 pub mod inventory;

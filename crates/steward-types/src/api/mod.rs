@@ -6,6 +6,7 @@ pub mod audit;
 pub mod complexes;
 pub mod enrollment;
 pub mod events;
+pub mod files;
 pub mod groups;
 pub mod hosts;
 pub mod jobs;

@@ -7,6 +7,7 @@ mod complexes;
 mod enrollment;
 mod events;
 mod facts;
+mod files;
 mod groups;
 mod hosts;
 mod jobs;
@@ -121,6 +122,9 @@ enum Command {
     /// A system's network configuration (read-only).
     #[command(subcommand)]
     Network(network_config::NetworkCommand),
+    /// Push and pull files and directories (streamed, checksummed, atomically renamed into place).
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -198,6 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Processes(command) => processes::run(&context, command).await,
         Command::Services(command) => services::run(&context, command).await,
         Command::Network(command) => network_config::run(&context, command).await,
+        Command::Files(command) => files::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
