@@ -99,3 +99,15 @@ typed_id!(
     /// One run of a job, with a result per target system.
     JobRunId
 );
+typed_id!(
+    /// An event action plan: event filters bound to actions.
+    EventActionPlanId
+);
+typed_id!(
+    /// A maintenance window: a time when a system's or a group's events trigger no actions.
+    MaintenanceWindowId
+);
+typed_id!(
+    /// One action of a plan to carry out for one event (or one flapping notice), with its attempts.
+    DeliveryId
+);
