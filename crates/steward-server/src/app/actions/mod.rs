@@ -111,7 +111,8 @@ impl From<steward_store::StoreError> for Failure {
 struct Worker {
     state: AppState,
     settings: DeliverySettings,
-    http: reqwest::Client,
+    /// The webhooks' client, or why there is none.
+    http: Result<reqwest::Client, String>,
     in_flight: Mutex<HashSet<DeliveryId>>,
     slots: tokio::sync::Semaphore,
 }
@@ -132,17 +133,14 @@ impl Drop for InFlight<'_> {
 
 /// Starts the delivery worker. Deliveries left pending or retrying by a previous server are simply due.
 pub fn spawn(state: AppState, settings: DeliverySettings) {
-    let http = match reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-    {
-        Ok(http) => http,
-        Err(error) => {
-            tracing::error!(error = %crate::error_chain(&error), "no HTTP client: webhook deliveries will fail");
-            reqwest::Client::new()
-        }
-    };
+        .map_err(|error| crate::error_chain(&error));
+    if let Err(error) = &http {
+        tracing::error!(%error, "no HTTP client: webhook deliveries will fail");
+    }
     let slots = tokio::sync::Semaphore::new(settings.concurrency.max(1));
     let worker = Arc::new(Worker { state, settings, http, in_flight: Mutex::new(HashSet::new()), slots });
     tokio::spawn(async move {
@@ -282,10 +280,11 @@ async fn perform(worker: &Worker, delivery: &DueDelivery, number: u32) -> Result
                 "message": delivery.message,
                 "event": delivery.payload,
             });
+            let http = worker.http.as_ref().map_err(|error| Failure::transient(format!("no HTTP client: {error}")))?;
             let target = webhook::Webhook { url, secret: secret.as_deref(), headers };
             let event_type = event.as_ref().map(|event| event.event_type.as_str()).unwrap_or("");
             webhook::post(
-                &worker.http,
+                http,
                 &target,
                 &delivery.id.to_string(),
                 event_type,
