@@ -43,6 +43,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Faults to inject into sagas, for tests (`STEWARD_FAULT_INJECTION`); empty in production.
     pub faults: app::sagas::faults::FaultPlan,
+    /// How event action deliveries are retried.
+    pub delivery: app::actions::DeliverySettings,
 }
 
 pub use app::sagas::faults::{ENVIRONMENT_VARIABLE as FAULT_INJECTION_VARIABLE, FaultPlan};
@@ -187,6 +189,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             }
         });
     }
+    app::actions::spawn(state.clone(), config.delivery.clone());
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(gateway::serve(

@@ -1,18 +1,19 @@
-//! Events, newest first. Written by whatever notices something (the complex reconciler today); the event
-//! action plans of the monitoring work will read them.
+//! Events, newest first. Written only through the server's `app::events::raise`, which enqueues the deliveries of
+//! the event action plans that match in the same transaction.
 
 use sqlx::Row;
-use steward_types::EventId;
 use steward_types::api::Timestamp;
 use steward_types::api::events::{Event, Severity};
+use steward_types::{EventId, SystemId};
 
 use crate::{Conn, Result, corrupt, next_cursor, unexpected_value};
 
 /// What an event is about, beyond its kind and name (the ID of the source resource).
 pub async fn insert(conn: &mut Conn, event: &Event, source_id: &str) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (id, type, severity, source_kind, source_id, source_name, message, details, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO events
+           (id, type, severity, source_kind, source_id, source_name, message, details, created_at, system_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(event.id.to_string())
     .bind(&event.event_type)
@@ -23,6 +24,7 @@ pub async fn insert(conn: &mut Conn, event: &Event, source_id: &str) -> Result<(
     .bind(&event.message)
     .bind(event.details.to_string())
     .bind(event.created_at.millis())
+    .bind(event.system_id.map(|id| id.to_string()))
     .execute(conn)
     .await?;
     Ok(())
@@ -41,7 +43,7 @@ pub async fn list(
         None => (i64::MAX, String::new()),
     };
     let rows = sqlx::query(
-        "SELECT id, type, severity, source_kind, source_name, message, details, created_at FROM events
+        "SELECT id, type, severity, source_kind, source_name, message, details, created_at, system_id FROM events
          WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR source_name = $2)
            AND (created_at < $3 OR (created_at = $3 AND id < $4) OR $4 = '')
          ORDER BY created_at DESC, id DESC LIMIT $5",
@@ -59,6 +61,7 @@ pub async fn list(
             let id: String = row.try_get("id")?;
             let severity: String = row.try_get("severity")?;
             let details: String = row.try_get("details")?;
+            let system: Option<String> = row.try_get("system_id")?;
             Ok(Event {
                 id: EventId::parse(&id).ok_or_else(|| corrupt("event id", unexpected_value(&id)))?,
                 event_type: row.try_get("type")?,
@@ -66,6 +69,12 @@ pub async fn list(
                     .ok_or_else(|| corrupt("event severity", unexpected_value(&severity)))?,
                 source_kind: row.try_get("source_kind")?,
                 source: row.try_get("source_name")?,
+                system_id: match system {
+                    Some(system) => Some(
+                        SystemId::parse(&system).ok_or_else(|| corrupt("event system", unexpected_value(&system)))?,
+                    ),
+                    None => None,
+                },
                 message: row.try_get("message")?,
                 details: serde_json::from_str(&details).map_err(|error| corrupt("event details", error))?,
                 created_at: Timestamp(row.try_get("created_at")?),

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod complexes;
 pub mod enrollment;
+pub mod event_actions;
 pub mod events;
 pub mod groups;
 pub mod hosts;

@@ -103,3 +103,15 @@ typed_id!(
     /// A resource monitor: a threshold on a metric of a system or of every member of a group.
     MonitorId
 );
+typed_id!(
+    /// An event action plan: event filters bound to actions.
+    EventActionPlanId
+);
+typed_id!(
+    /// A maintenance window: a time when a system's or a group's events trigger no actions.
+    MaintenanceWindowId
+);
+typed_id!(
+    /// One action of a plan to carry out for one event (or one flapping notice), with its attempts.
+    DeliveryId
+);

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod complexes;
 pub mod enrollment;
+pub mod event_actions;
 pub mod events;
 pub mod extract;
 pub mod files;
@@ -68,6 +69,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         complexes::complex_delete, complexes::complex_add_members, complexes::complex_remove_members,
         complexes::complex_check, complexes::complex_apply, complexes::complex_adopt,
         events::event_list,
+        event_actions::event_action_plan_list, event_actions::event_action_plan_create,
+        event_actions::event_action_plan_show, event_actions::event_action_plan_update,
+        event_actions::event_action_plan_delete, event_actions::delivery_list,
+        event_actions::maintenance_window_list, event_actions::maintenance_window_create,
+        event_actions::maintenance_window_show, event_actions::maintenance_window_delete,
         jobs::job_list, jobs::job_create, jobs::job_show, jobs::job_delete, jobs::job_enable, jobs::job_run,
         jobs::job_runs, jobs::job_run_show,
         monitors::monitor_list, monitors::monitor_create, monitors::monitor_show, monitors::monitor_delete,
@@ -191,6 +197,25 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/services/{service}/{action}", post(system_admin::group_service_action))
         .route("/systems/{system}/network", get(system_admin::system_network))
         .route("/systems/{system}/facts", get(system_admin::system_facts))
+        .route(
+            "/event-action-plans",
+            get(event_actions::event_action_plan_list).post(event_actions::event_action_plan_create),
+        )
+        .route(
+            "/event-action-plans/{plan}",
+            get(event_actions::event_action_plan_show)
+                .put(event_actions::event_action_plan_update)
+                .delete(event_actions::event_action_plan_delete),
+        )
+        .route("/deliveries", get(event_actions::delivery_list))
+        .route(
+            "/maintenance-windows",
+            get(event_actions::maintenance_window_list).post(event_actions::maintenance_window_create),
+        )
+        .route(
+            "/maintenance-windows/{window}",
+            get(event_actions::maintenance_window_show).delete(event_actions::maintenance_window_delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
-use crate::ids::EventId;
+use crate::ids::{EventId, SystemId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +38,10 @@ pub struct Event {
     /// What the event is about: its kind (`complex`, `system`, ...) and name.
     pub source_kind: String,
     pub source: String,
+    /// The system the event is about, when it is about one (maintenance windows and the system and group
+    /// filters of event action plans look at it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_id: Option<SystemId>,
     pub message: String,
     pub details: serde_json::Value,
     pub created_at: Timestamp,

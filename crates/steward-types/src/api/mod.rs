@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod complexes;
 pub mod enrollment;
+pub mod event_actions;
 pub mod events;
 pub mod files;
 pub mod groups;

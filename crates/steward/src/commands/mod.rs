@@ -5,6 +5,7 @@
 mod audit;
 mod complexes;
 mod enrollment;
+mod event_actions;
 mod events;
 mod facts;
 mod files;
@@ -125,6 +126,15 @@ enum Command {
     /// Push and pull files and directories (streamed, checksummed, atomically renamed into place).
     #[command(subcommand)]
     Files(files::FilesCommand),
+    /// Event action plans: event filters bound to actions (log, webhook, e-mail, command, job).
+    #[command(subcommand, name = "event-action-plans")]
+    EventActionPlans(event_actions::EventActionPlansCommand),
+    /// Deliveries of event action plans: each action carried out for an event, with its attempts.
+    #[command(subcommand)]
+    Deliveries(event_actions::DeliveriesCommand),
+    /// Maintenance windows: times when a system's or a group's events trigger no actions.
+    #[command(subcommand, name = "maintenance-windows")]
+    MaintenanceWindows(event_actions::MaintenanceWindowsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -203,6 +213,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Services(command) => services::run(&context, command).await,
         Command::Network(command) => network_config::run(&context, command).await,
         Command::Files(command) => files::run(&context, command).await,
+        Command::EventActionPlans(command) => event_actions::run_plans(&context, command).await,
+        Command::Deliveries(command) => event_actions::run_deliveries(&context, command).await,
+        Command::MaintenanceWindows(command) => event_actions::run_windows(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Private key (PEM) of --tls-certificate.
     #[arg(long, requires = "tls_certificate")]
     tls_key: Option<PathBuf>,
+    /// Seconds before a failed event action delivery is tried again the first time (the wait doubles after each
+    /// further failure, up to 20 minutes; a delivery is given up after 8 attempts).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    delivery_retry_seconds: u64,
     /// Log filter, for example `info` or `steward_server=debug`.
     #[arg(long, env = "STEWARD_LOG", default_value = "info")]
     log: String,
@@ -49,6 +53,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<String> {
         tls_certificate: args.tls_certificate,
         tls_key: args.tls_key,
         faults,
+        delivery: steward_server::app::actions::DeliverySettings {
+            first_retry: std::time::Duration::from_secs(args.delivery_retry_seconds),
+            ..Default::default()
+        },
     };
     let server =
         steward_server::start(config).await.map_err(|error| anyhow::anyhow!(steward_server::error_chain(&error)))?;

@@ -54,6 +54,7 @@ pub async fn record(
             severity: Severity::Warning,
             source_kind: "complex".to_owned(),
             source: context.complex.name.clone(),
+            system_id: None,
             message: format!(
                 "member {} deviates in {} ({layer}): expected {}, actual {}",
                 deviation.member, deviation.property, deviation.expected, deviation.actual
@@ -61,7 +62,7 @@ pub async fn record(
             details: serde_json::to_value(deviation).unwrap_or_default(),
             created_at: now,
         };
-        steward_store::events::insert(&mut tx, &event, &context.complex.id.to_string()).await?;
+        crate::app::events::raise(&mut tx, &event, &context.complex.id.to_string()).await?;
     }
     tx.commit().await?;
     Ok(fresh)

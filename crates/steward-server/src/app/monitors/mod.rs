@@ -325,6 +325,7 @@ fn evaluate(state: &AppState, system: SystemId, metric: &str, value: f64, at: i6
                     severity: if raised { watch.severity } else { Severity::Info },
                     source_kind: "system".to_owned(),
                     source: String::new(),
+                    system_id: Some(system),
                     message: if raised {
                         format!(
                             "monitor {}: {metric} is {value:.2} ({} {})",
@@ -380,7 +381,7 @@ async fn store_changes(
             };
             event.source = name;
             event.message = format!("{}: {}", event.source, event.message);
-            steward_store::events::insert(tx, event, &change.system.to_string()).await?;
+            crate::app::events::raise(tx, event, &change.system.to_string()).await?;
             state.monitors.events_raised.fetch_add(1, Ordering::Relaxed);
             tracing::info!(event = %event.event_type, system = %event.source, message = %event.message, "monitor event");
         }

@@ -9,7 +9,8 @@
 //!
 //! At start, runs the previous server left running become `interrupted`, and jobs that fell due while it was down
 //! follow their policy (`missed_runs`): `run_once` runs them once now (trigger `missed`), `skip` records one
-//! `skipped` run and waits for the next time. A run with a failed target raises a `job.failed` event.
+//! `skipped` run and waits for the next time. A run with a failed target raises a `job.failed` event (about that
+//! system when only one failed), through `app::events::raise` in the transaction that finishes the run.
 
 pub mod cron;
 
@@ -160,11 +161,14 @@ async fn carry_out(state: &AppState, job: &Job, run: JobRunId) -> steward_store:
             run_target(&state, run, &task, &system).await
         });
     }
-    let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+    let (mut succeeded, mut failed, mut failed_ids) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(result)) if result.state == TargetState::Succeeded => succeeded.push(result.system),
-            Ok(Ok(result)) => failed.push(result.system),
+            Ok(Ok(result)) => {
+                failed.push(result.system);
+                failed_ids.push(result.system_id);
+            }
             Ok(Err(error)) => return Err(error),
             Err(error) => tracing::error!(%run, %error, "a job target's task failed"),
         }
@@ -196,11 +200,16 @@ async fn carry_out(state: &AppState, job: &Job, run: JobRunId) -> steward_store:
             severity: Severity::Warning,
             source_kind: "job".to_owned(),
             source: job.name.clone(),
+            // About one system when one target failed (maintenance windows and plan filters look at it).
+            system_id: match failed_ids.as_slice() {
+                [only] => Some(*only),
+                _ => None,
+            },
             message,
             details: serde_json::json!({ "run": run, "failed": failed, "succeeded": succeeded.len() }),
             created_at: now,
         };
-        steward_store::events::insert(&mut tx, &event, &job.id.to_string()).await?;
+        crate::app::events::raise(&mut tx, &event, &job.id.to_string()).await?;
     }
     tx.commit().await?;
     tracing::info!(job = %job.name, %run, state = run_state.as_str(), "job run finished");
