@@ -148,4 +148,7 @@ fn a_filled_filesystem_raises_and_clears_and_an_agent_going_away_raises() {
             .find(|event| event["message"].as_str().unwrap_or("").contains("agent.offline"))
     });
     assert_eq!(gone["severity"], "warning", "{gone:#}");
+    let offline = eventually("an agent.offline event", WAIT, || events(&server, "agent.offline").into_iter().next());
+    assert_eq!(offline["source"], system.as_str(), "{offline:#}");
+    assert!(events(&server, "agent.online").iter().any(|event| event["source"] == system.as_str()));
 }

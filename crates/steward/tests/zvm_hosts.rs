@@ -360,6 +360,9 @@ fn zvm_faults_unwind_and_leave_nothing_in_the_directory_or_the_pool() {
     assert!(sim.entry("BIG1").is_none(), "{:#?}", sim.entry("BIG1"));
     assert_eq!(sim.pool_free(), free, "every cylinder given back");
     assert_eq!(api.get("/virtual-servers/big1").status, 404);
+    let failed_events = api.get("/events?type=operation.failed").body;
+    let message = failed_events["items"][0]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("virtual_server_create of virtual_server big1 failed"), "{failed_events:#}");
 
     // A reply lost after its request id: the client recovers it, and the operation goes on.
     let small =

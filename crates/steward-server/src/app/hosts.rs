@@ -503,3 +503,43 @@ pub async fn fresh_mac(conn: &mut steward_store::Conn, driver: &Driver) -> crate
     }
     Err(crate::error::ApiError::internal("could not find a free MAC address"))
 }
+
+/// Probes every host and raises `host.unreachable` when one stops answering (and `host.reachable` when it
+/// answers again); `known` holds each host's last answer between calls (a host not known yet raises nothing
+/// when it answers).
+pub async fn check_reachability(
+    state: &AppState,
+    known: &mut HashMap<HostId, bool>,
+) -> Result<(), steward_store::StoreError> {
+    for (host, driver) in state.hosts.all() {
+        let answer = driver.probe().await;
+        let reachable = answer.is_ok();
+        let was = known.insert(host, reachable);
+        if was == Some(reachable) || (was.is_none() && reachable) {
+            continue;
+        }
+        let mut tx = state.store.begin().await?;
+        let name = steward_store::hosts::get_by_id(&mut tx, host).await?.map(|record| record.name).unwrap_or_default();
+        let event = steward_types::api::events::Event {
+            id: steward_types::EventId::new(),
+            event_type: if reachable { "host.reachable" } else { "host.unreachable" }.to_owned(),
+            severity: if reachable {
+                steward_types::api::events::Severity::Info
+            } else {
+                steward_types::api::events::Severity::Critical
+            },
+            source_kind: "host".to_owned(),
+            source: name.clone(),
+            system_id: None,
+            message: match &answer {
+                Ok(_) => format!("host {name} answers again"),
+                Err(error) => format!("host {name} does not answer: {}", crate::error_chain(error)),
+            },
+            details: serde_json::json!({}),
+            created_at: Timestamp::now(),
+        };
+        crate::app::events::raise(&mut tx, &event, &host.to_string()).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -84,7 +84,27 @@ pub async fn system_set_state(
     let Some(summary) = steward_store::systems::get(&mut tx, &system.to_string()).await? else {
         return Ok(());
     };
-    steward_store::systems::set_contact(&mut tx, system, state == SystemState::Online, Timestamp::now()).await?;
+    let online = state == SystemState::Online;
+    steward_store::systems::set_contact(&mut tx, system, online, Timestamp::now()).await?;
+    // Only a change is an event: a reconnecting agent that was online already raises none.
+    if (summary.state == SystemState::Online) != online {
+        let event = steward_types::api::events::Event {
+            id: steward_types::EventId::new(),
+            event_type: if online { "agent.online" } else { "agent.offline" }.to_owned(),
+            severity: if online {
+                steward_types::api::events::Severity::Info
+            } else {
+                steward_types::api::events::Severity::Warning
+            },
+            source_kind: "system".to_owned(),
+            source: summary.name.clone(),
+            system_id: Some(system),
+            message: format!("{}: the agent {}", summary.name, if online { "connected" } else { "disconnected" }),
+            details: serde_json::json!({}),
+            created_at: Timestamp::now(),
+        };
+        crate::app::events::raise(&mut tx, &event, &system.to_string()).await?;
+    }
     // A query may test `state`, so memberships can change; the inventory is loaded only when there is a query.
     if !steward_store::groups::dynamic_groups(&mut tx).await?.is_empty() {
         let inventory = steward_store::systems::inventory_get(&mut tx, system).await?.map(|(inventory, _)| inventory);

@@ -9,7 +9,8 @@
 //!   samples, or what arrived within 50 ms), appends it in one transaction, and evaluates each sample against the
 //!   system's plan (`evaluate.rs`) in the same pass, so a threshold crossed is an event within milliseconds of
 //!   the sample's arrival (`monitor.raised`, `monitor.cleared`, with the monitor's severity).
-//! - **agent.offline** is evaluated on the server every 5 seconds from the agent registry.
+//! - **agent.offline** is evaluated on the server every 5 seconds from the agent registry; every minute each
+//!   hypervisor host is probed, and one that stops answering raises `host.unreachable`.
 //! - **Retention.** Every 5 minutes complete 5-minute buckets are folded into `samples_5m` (min, max, sum,
 //!   count); raw samples are kept a day, buckets 30 days.
 
@@ -251,9 +252,15 @@ pub fn spawn(state: AppState) {
         for ticks in [&mut reconcile, &mut offline, &mut retention] {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        let mut hosts = HashMap::new();
         loop {
             tokio::select! {
-                _ = reconcile.tick() => push_all(&loop_state, false).await,
+                _ = reconcile.tick() => {
+                    push_all(&loop_state, false).await;
+                    if let Err(error) = crate::app::hosts::check_reachability(&loop_state, &mut hosts).await {
+                        tracing::warn!(error = %crate::error_chain(&error), "cannot record a host's reachability");
+                    }
+                }
                 _ = offline.tick() => {
                     if let Err(error) = evaluate_offline(&loop_state).await {
                         tracing::warn!(error = %crate::error_chain(&error), "cannot evaluate agent.offline monitors");

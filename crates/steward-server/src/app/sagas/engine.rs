@@ -106,6 +106,35 @@ async fn set_state(
 ) -> Result<(), StoreError> {
     let mut tx = state.store.begin().await?;
     steward_store::operations::set_state(&mut tx, id, operation_state, error).await?;
+    if matches!(operation_state, OperationState::Failed | OperationState::UnwindFailed)
+        && let Some(record) = steward_store::operations::get(&mut tx, id).await?
+    {
+        let operation = record.operation;
+        let unwind_failed = operation_state == OperationState::UnwindFailed;
+        let reason = operation.error.as_ref().map(|error| error.message.clone()).unwrap_or_default();
+        let event = steward_types::api::events::Event {
+            id: steward_types::EventId::new(),
+            event_type: "operation.failed".to_owned(),
+            severity: if unwind_failed {
+                steward_types::api::events::Severity::Critical
+            } else {
+                steward_types::api::events::Severity::Warning
+            },
+            source_kind: operation.target_kind.clone(),
+            source: operation.target.clone(),
+            system_id: None,
+            message: format!(
+                "{} of {} {} failed{}: {reason}",
+                operation.kind,
+                operation.target_kind,
+                operation.target,
+                if unwind_failed { " and could not be undone" } else { "" }
+            ),
+            details: serde_json::json!({ "operation": id, "kind": operation.kind, "state": operation_state }),
+            created_at: steward_types::api::Timestamp::now(),
+        };
+        crate::app::events::raise(&mut tx, &event, &record.target_id).await?;
+    }
     tx.commit().await
 }
 
