@@ -184,21 +184,38 @@ pub(crate) fn next_cursor<T>(items: &[T], limit: u32, key: impl Fn(&T) -> String
     if items.len() as u32 >= limit { items.last().map(key) } else { None }
 }
 
-/// Row counts for the server's `/metrics`: systems by state, operations running, events, monitors, jobs.
-pub async fn health_counts(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+/// Row counts for the server's `/metrics`: (metric name, help text, value).
+pub async fn health_counts(conn: &mut Conn) -> Result<Vec<(&'static str, &'static str, i64)>> {
     let queries = [
-        ("steward_systems_online", "SELECT COUNT(*) FROM systems WHERE online = 1"),
-        ("steward_systems_offline", "SELECT COUNT(*) FROM systems WHERE online = 0"),
-        ("steward_operations_running", "SELECT COUNT(*) FROM operations WHERE state IN ('running', 'unwinding')"),
-        ("steward_events", "SELECT COUNT(*) FROM events"),
-        ("steward_monitors", "SELECT COUNT(*) FROM monitors"),
-        ("steward_jobs", "SELECT COUNT(*) FROM jobs"),
-        ("steward_job_runs_running", "SELECT COUNT(*) FROM job_runs WHERE state = 'running'"),
+        (
+            "steward_systems_online",
+            "Systems whose agent is connected.",
+            "SELECT COUNT(*) FROM systems WHERE online = 1",
+        ),
+        (
+            "steward_systems_offline",
+            "Systems whose agent is not connected.",
+            "SELECT COUNT(*) FROM systems WHERE online = 0",
+        ),
+        (
+            "steward_operations_running",
+            "Operations running or undoing themselves.",
+            "SELECT COUNT(*) FROM operations WHERE state IN ('running', 'unwinding')",
+        ),
+        ("steward_events", "Events recorded.", "SELECT COUNT(*) FROM events"),
+        ("steward_monitors", "Monitors defined.", "SELECT COUNT(*) FROM monitors"),
+        ("steward_jobs", "Jobs defined.", "SELECT COUNT(*) FROM jobs"),
+        ("steward_job_runs_running", "Job runs in progress.", "SELECT COUNT(*) FROM job_runs WHERE state = 'running'"),
+        (
+            "steward_deliveries_pending",
+            "Event action deliveries waiting for their next attempt.",
+            "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'retrying')",
+        ),
     ];
     let mut counts = Vec::with_capacity(queries.len());
-    for (name, query) in queries {
+    for (name, help, query) in queries {
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&mut *conn).await?;
-        counts.push((name.to_owned(), count));
+        counts.push((name, help, count));
     }
     Ok(counts)
 }

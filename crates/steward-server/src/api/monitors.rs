@@ -265,8 +265,8 @@ pub async fn prometheus(
         "Agents connected now.",
         state.agents.connected_systems().len().to_string(),
     );
-    for (name, value) in &counts {
-        metric(name, "gauge", "Rows in the store.", value.to_string());
+    for (name, help, value) in &counts {
+        metric(name, "gauge", help, value.to_string());
     }
     metric(
         "steward_samples_ingested_total",
