@@ -168,25 +168,30 @@ fn watches(monitor: &Monitor, system_name: &str, groups: &[String]) -> bool {
     }
 }
 
-async fn plan_for(state: &AppState, system: SystemId) -> steward_store::Result<(SystemPlan, MonitorPlan)> {
-    let mut conn = state.store.conn().await?;
-    let Some(summary) = steward_store::systems::get(&mut conn, &system.to_string()).await? else {
-        return Ok((SystemPlan::default(), MonitorPlan::default()));
-    };
-    let groups = steward_store::groups::groups_of(&mut conn, system).await?;
-    let monitors = steward_store::monitors::list(&mut conn).await?;
+async fn plan_for(
+    state: &AppState,
+    system: SystemId,
+    monitors: &[Monitor],
+) -> steward_store::Result<(SystemPlan, MonitorPlan)> {
     let mut plan = SystemPlan::default();
-    for monitor in monitors.iter().filter(|monitor| watches(monitor, &summary.name, &groups)) {
-        if monitor.metric != AGENT_OFFLINE_METRIC {
-            let interval = plan.metrics.entry(monitor.metric.clone()).or_insert(monitor.interval_seconds);
-            *interval = (*interval).min(monitor.interval_seconds);
+    if !monitors.is_empty() {
+        let mut conn = state.store.conn().await?;
+        let Some(summary) = steward_store::systems::get(&mut conn, &system.to_string()).await? else {
+            return Ok((SystemPlan::default(), MonitorPlan::default()));
+        };
+        let groups = steward_store::groups::groups_of(&mut conn, system).await?;
+        for monitor in monitors.iter().filter(|monitor| watches(monitor, &summary.name, &groups)) {
+            if monitor.metric != AGENT_OFFLINE_METRIC {
+                let interval = plan.metrics.entry(monitor.metric.clone()).or_insert(monitor.interval_seconds);
+                *interval = (*interval).min(monitor.interval_seconds);
+            }
+            plan.watches.entry(monitor.metric.clone()).or_default().push((
+                monitor.id,
+                monitor.name.clone(),
+                monitor.severity,
+                ConditionKey::of(monitor),
+            ));
         }
-        plan.watches.entry(monitor.metric.clone()).or_default().push((
-            monitor.id,
-            monitor.name.clone(),
-            monitor.severity,
-            ConditionKey::of(monitor),
-        ));
     }
     let wire = MonitorPlan {
         metrics: plan
@@ -198,9 +203,21 @@ async fn plan_for(state: &AppState, system: SystemId) -> steward_store::Result<(
     Ok((plan, wire))
 }
 
+async fn all_monitors(state: &AppState) -> steward_store::Result<Vec<Monitor>> {
+    let mut conn = state.store.conn().await?;
+    steward_store::monitors::list(&mut conn).await
+}
+
 /// Computes the system's plan and, when it changed (or `always`), sends it to its agent.
 pub async fn push_plan(state: &AppState, system: SystemId, always: bool) {
-    let (plan, wire) = match plan_for(state, system).await {
+    match all_monitors(state).await {
+        Ok(monitors) => push_plan_with(state, system, always, &monitors).await,
+        Err(error) => tracing::warn!(%system, error = %crate::error_chain(&error), "cannot read the monitors"),
+    }
+}
+
+async fn push_plan_with(state: &AppState, system: SystemId, always: bool, monitors: &[Monitor]) {
+    let (plan, wire) = match plan_for(state, system, monitors).await {
         Ok(planned) => planned,
         Err(error) => {
             tracing::warn!(%system, error = %crate::error_chain(&error), "cannot compute the monitor plan");
@@ -228,8 +245,12 @@ pub async fn push_plan(state: &AppState, system: SystemId, always: bool) {
 
 /// Pushes plans to every connected system whose plan changed (or all of them, `always`).
 pub async fn push_all(state: &AppState, always: bool) {
+    let monitors = match all_monitors(state).await {
+        Ok(monitors) => monitors,
+        Err(error) => return tracing::warn!(error = %crate::error_chain(&error), "cannot read the monitors"),
+    };
     for system in state.agents.connected_systems() {
-        push_plan(state, system, always).await;
+        push_plan_with(state, system, always, &monitors).await;
     }
 }
 
@@ -481,7 +502,7 @@ pub async fn plan_all_systems(state: &AppState) -> steward_store::Result<()> {
     let (systems, _) = steward_store::systems::list(&mut conn, None, None, None, u32::MAX).await?;
     drop(conn);
     for system in systems {
-        push_plan(state, system.id, false).await;
+        push_plan_with(state, system.id, false, &monitors).await;
     }
     Ok(())
 }
