@@ -2,7 +2,8 @@
 //! on an offline system) go to a webhook on loopback (signed, retried after a 500, an unreachable one retrying
 //! with its error), to a real SMTP server on loopback (aiosmtpd, with STARTTLS and AUTH, and in clear), are counted
 //! as duplicates and flapping, are suppressed by a maintenance window, and a delivery pending while the server is
-//! killed is delivered after the restart. Bad plans and windows are refused naming the field.
+//! killed is delivered after the restart. Bad plans and windows are refused naming the field. A monitor on a
+//! real agent's system, in a group a plan filters on, reaches a webhook when it raises and when it clears.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -593,4 +594,48 @@ fn a_delivery_pending_when_the_server_is_killed_is_delivered_after_the_restart()
     let received = hook.received();
     assert!(received.len() > before, "the restarted server posted again");
     assert_eq!(received.last().unwrap().headers["x-steward-delivery"], pending["id"].as_str().unwrap());
+}
+
+#[test]
+fn a_monitor_crossing_its_threshold_on_a_group_member_reaches_a_webhook_and_its_clearing_too() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = start_server(&temp.path().join("data"));
+    let api = server.api();
+    let agent = Agent::start(&server.api_url, Some(&server.enrollment_token(1)), &temp.path().join("agent"));
+    let id = eventually("the agent enrolls", WAIT, || agent.system_id());
+    let system = eventually("the system is online", WAIT, || {
+        let found = api.get(&format!("/systems/{id}")).body;
+        (found["state"] == "online").then(|| found["name"].as_str().unwrap().to_owned())
+    });
+    assert_eq!(api.post("/groups", json!({"name": "watched"})).status, 201);
+    assert!(api.post("/groups/watched/members", json!({"systems": [system]})).status < 300);
+    let hook = Hook::start(&[]);
+    create_plan(
+        &server,
+        json!({"name": "paging", "filter": {"types": ["monitor.*"], "groups": ["watched"]},
+            "actions": [{"kind": "webhook", "url": hook.url()}]}),
+    );
+    // A process count the test controls: a copy of `sleep` under a name no other process has.
+    let name = format!("stw-{}", std::process::id() % 100_000);
+    let program = temp.path().join(&name);
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let mut sleeper = std::process::Command::new(&program).arg("300").spawn().unwrap();
+    let monitor = json!({"name": "sleepers", "target": {"kind": "group", "group": "watched"},
+        "metric": format!("process.count:{name}"), "comparison": ">=", "threshold": 1.0, "interval_seconds": 1});
+    assert_eq!(api.post("/monitors", monitor).status, 201);
+    let types = || -> Vec<String> {
+        hook.received()
+            .iter()
+            .filter_map(|request| serde_json::from_slice::<Value>(&request.body).ok())
+            .filter_map(|body| body["event"]["type"].as_str().map(str::to_owned))
+            .collect()
+    };
+    eventually("the raised monitor reaches the webhook", WAIT, || {
+        types().contains(&"monitor.raised".to_owned()).then_some(())
+    });
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    eventually("the cleared monitor reaches the webhook", WAIT, || {
+        types().contains(&"monitor.cleared".to_owned()).then_some(())
+    });
 }
