@@ -83,9 +83,19 @@ impl Account {
         Ok(account)
     }
 
-    /// The login shell, or `/bin/sh` when the entry names none or one that is not there.
+    /// The login shell, or `/bin/sh` when the entry names none, one that is not there, or one that `/etc/shells`
+    /// does not list (`nologin`, `false`): the operator asked for a shell as this user, and the agent (root) may
+    /// start any program as any user anyway, so a service account's "no login" does not stand in the way.
     fn shell_program(&self) -> String {
-        if !self.shell.is_empty() && Path::new(&self.shell).is_file() { self.shell.clone() } else { "/bin/sh".into() }
+        let listed = match std::fs::read_to_string("/etc/shells") {
+            Ok(shells) => shells.lines().any(|line| line.trim() == self.shell),
+            Err(_) => true,
+        };
+        if !self.shell.is_empty() && listed && Path::new(&self.shell).is_file() {
+            self.shell.clone()
+        } else {
+            "/bin/sh".into()
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod run;
 mod serve;
 mod server_templates;
 mod services;
+mod shell;
 mod systems;
 mod users;
 mod virtual_servers;
@@ -125,6 +126,8 @@ enum Command {
     /// Push and pull files and directories (streamed, checksummed, atomically renamed into place).
     #[command(subcommand)]
     Files(files::FilesCommand),
+    /// An interactive shell on a system, through its agent; exits with the shell's exit code.
+    Shell(shell::ShellArgs),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -203,6 +206,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Services(command) => services::run(&context, command).await,
         Command::Network(command) => network_config::run(&context, command).await,
         Command::Files(command) => files::run(&context, command).await,
+        Command::Shell(args) => {
+            return Ok(shell::shell(&context, args).await.unwrap_or_else(|error| Finished {
+                stderr: format!("error: {}\n", describe_error(&error)),
+                exit_code: run::EXIT_NOT_RUN,
+                ..Finished::default()
+            }));
+        }
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
