@@ -242,6 +242,10 @@ fn shells_as_another_user_refusals_and_streamed_commands() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
     let output = server.cli(&["run", &name, "--user", "nobody", "--", "id", "-un"]);
     assert_eq!((output.status.code(), String::from_utf8_lossy(&output.stdout).as_ref()), (Some(0), "nobody\n"));
+    // More output than any buffer on the way holds arrives whole (the agent reads only as the client takes it).
+    let output = server.cli(&["run", &name, "--stream", "--", "head", "-c", "20000000", "/dev/zero"]);
+    assert_eq!((output.status.code(), output.stdout.len()), (Some(0), 20_000_000));
+    assert!(output.stdout.iter().all(|&byte| byte == 0));
     let output = server.cli(&["run", &name, "--stream", "--timeout", "1", "--", "sleep", "100"]);
     assert_eq!(output.status.code(), Some(124), "{output:?}");
     let streamed = api.get("/audit?action=system.command").body["items"].as_array().unwrap().clone();
