@@ -174,6 +174,8 @@ impl Session {
         let (answers, mut answered) = Requests::answers();
         // File transfers of this conversation; dropping them when it ends removes what unfinished pushes wrote.
         let mut transfers = crate::files::Transfers::new(std::sync::Arc::clone(&self.file_policy));
+        // Shell sessions and streamed commands of this conversation; dropping them hangs up on each.
+        let mut shells = crate::shell::Sessions::new(self.inventory_root.clone());
         // While a Hello is unanswered: when to give up (TLS) or say it again (serial). `None` once welcomed: from
         // then on nothing here runs on a timer.
         let mut hello_backoff = Backoff::new(Duration::from_secs(1), SERIAL_RETRY_CAP);
@@ -258,6 +260,7 @@ impl Session {
                     Ok(ServerMessage::Request { id, request }) => {
                         let refused = match request {
                             AgentRequest::File(file) => transfers.handle(id, file, &answers),
+                            AgentRequest::Session(step) => shells.handle(id, step, &answers),
                             request => self.requests.start(id, request, &answers),
                         };
                         if let Some(refused) = refused
@@ -275,7 +278,7 @@ impl Session {
                     }
                     // A command's output or an inventory peaked at a few MiB of heap; give it back before idling
                     // (not after every chunk of a transfer, which would trim thousands of times a second).
-                    if !crate::files::is_chunk_answer(&answer) {
+                    if !crate::files::is_chunk_answer(&answer) && !crate::shell::is_session_answer(&answer) {
                         trim_heap();
                     }
                 }

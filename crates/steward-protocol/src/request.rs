@@ -44,6 +44,8 @@ pub enum AgentRequest {
     NetworkConfiguration,
     /// A step of a file transfer (`files.rs`).
     File(crate::files::FileRequest),
+    /// A step of a shell session or a streamed command (`session.rs`).
+    Session(crate::session::SessionRequest),
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -93,6 +95,8 @@ pub enum AgentResponse {
     Network(NetworkConfiguration),
     /// The answer to a `File` request.
     File(crate::files::FileResponse),
+    /// The answer to a `Session` request.
+    Session(crate::session::SessionResponse),
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },

@@ -83,6 +83,21 @@ impl Client {
         Err(error_answer(response).await)
     }
 
+    /// Sends `request`, which asks to switch protocols (a WebSocket); the `101` answer is returned for its
+    /// upgrade, an error answer becomes [`ClientError::Api`].
+    pub async fn send_upgrade(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response =
+            request.send().await.map_err(|source| ClientError::Unreachable { server: self.base.clone(), source })?;
+        if response.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(response);
+        }
+        Err(error_answer(response).await)
+    }
+
     /// Sends `request` and reads its JSON answer.
     pub async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
         let response = self.send_streaming(request).await?;

@@ -22,6 +22,7 @@ pub mod networks;
 pub mod operations;
 pub mod os_templates;
 pub mod server_templates;
+pub mod shell;
 pub mod system_admin;
 pub mod systems;
 pub mod users;
@@ -82,6 +83,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         system_admin::system_services, system_admin::system_service_action, system_admin::group_service_action,
         system_admin::system_network, system_admin::system_facts,
         files::system_file_push, files::system_file_pull, files::group_file_push,
+        shell::system_shell, shell::system_stream_command,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -130,6 +132,8 @@ pub fn router(state: AppState) -> Router {
         .route("/systems/{system}/inventory-history", get(systems::system_inventory_history))
         .route("/systems/{system}/refresh-inventory", post(systems::system_refresh_inventory))
         .route("/systems/{system}/commands", post(systems::system_run_command))
+        .route("/systems/{system}/commands/stream", post(shell::system_stream_command))
+        .route("/systems/{system}/shell", get(shell::system_shell))
         .route("/systems/{system}/files", get(files::system_file_pull).put(files::system_file_push))
         .route("/groups/{group}/files", post(files::group_file_push))
         .route("/groups", get(groups::group_list).post(groups::group_create))

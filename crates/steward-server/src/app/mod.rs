@@ -13,4 +13,5 @@ pub mod inventory;
 pub mod monitors;
 pub mod sagas;
 pub mod scheduler;
+pub mod sessions;
 pub mod zvm;

@@ -16,6 +16,7 @@ pub mod networks;
 pub mod operations;
 pub mod os_templates;
 pub mod server_templates;
+pub mod sessions;
 pub mod system_admin;
 pub mod systems;
 pub mod users;

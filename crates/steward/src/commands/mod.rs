@@ -22,6 +22,7 @@ mod run;
 mod serve;
 mod server_templates;
 mod services;
+mod shell;
 mod systems;
 mod users;
 mod virtual_servers;
@@ -135,6 +136,8 @@ enum Command {
     /// Maintenance windows: times when a system's or a group's events trigger no actions.
     #[command(subcommand, name = "maintenance-windows")]
     MaintenanceWindows(event_actions::MaintenanceWindowsCommand),
+    /// An interactive shell on a system, through its agent; exits with the shell's exit code.
+    Shell(shell::ShellArgs),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -216,6 +219,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::EventActionPlans(command) => event_actions::run_plans(&context, command).await,
         Command::Deliveries(command) => event_actions::run_deliveries(&context, command).await,
         Command::MaintenanceWindows(command) => event_actions::run_windows(&context, command).await,
+        Command::Shell(args) => {
+            return Ok(shell::shell(&context, args).await.unwrap_or_else(|error| Finished {
+                stderr: format!("error: {}\n", describe_error(&error)),
+                exit_code: run::EXIT_NOT_RUN,
+                ..Finished::default()
+            }));
+        }
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),

@@ -11,7 +11,7 @@ use crate::client::segment;
 use crate::output::Format;
 
 /// The exit code when the command was killed at its timeout (as `timeout(1)` uses).
-const EXIT_TIMED_OUT: u8 = 124;
+pub const EXIT_TIMED_OUT: u8 = 124;
 
 /// The exit code when the command could not be run at all (as `ssh` uses): so it is told apart from a command
 /// that ran and failed.
@@ -36,6 +36,12 @@ pub struct RunArgs {
     /// Run in this absolute directory on the system.
     #[arg(long, value_name = "DIR")]
     working_directory: Option<String>,
+    /// Write the command's output here as it comes (instead of all at the end), without the 1 MiB cap.
+    #[arg(long)]
+    stream: bool,
+    /// Run as this user of the system (implies --stream).
+    #[arg(long, short = 'u')]
+    user: Option<String>,
     /// The program and its arguments, after `--`; no shell unless you name one (`-- sh -c '...'`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -64,6 +70,9 @@ pub async fn run(context: &Context, args: RunArgs) -> anyhow::Result<Finished> {
     };
     // The server checks the same rules; checking here saves a round trip and names the flag.
     body.validate().map_err(|error| anyhow::anyhow!("{error}"))?;
+    if args.stream || args.user.is_some() {
+        return super::shell::run_streamed(context, &args.system, args.user.as_deref(), &body).await;
+    }
     let outcome: CommandOutcome =
         context.client.post(&format!("/systems/{}/commands", segment(&args.system)), &body).await?;
     let mut finished = match context.format {
