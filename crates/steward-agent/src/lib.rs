@@ -16,6 +16,7 @@ pub mod requests;
 pub mod sampler;
 pub mod serial;
 pub mod session;
+pub mod software;
 pub mod state;
 pub mod tls;
 pub mod watch;

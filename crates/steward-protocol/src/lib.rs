@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod message;
 pub mod monitor;
 pub mod request;
+pub mod software;
 pub mod synced;
 pub mod system_admin;
 pub mod tar;

@@ -26,7 +26,9 @@ const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{ARCH}\t%{EPOCHNUM}:%{VERSION}-%{RELEA
 
 pub(super) fn collect(root: &Path, live: bool) -> Vec<Package> {
     let mut packages = Vec::new();
-    read_dpkg_status(&rooted(root, "var/lib/dpkg/status"), &mut packages);
+    // An agent whose package tools act on a scratch root (`--package-root`, for tests) reports that root's.
+    let dpkg_root = crate::software::package_root().filter(|_| live).unwrap_or(root);
+    read_dpkg_status(&rooted(dpkg_root, "var/lib/dpkg/status"), &mut packages);
     if rooted(root, "var/lib/rpm").is_dir() {
         if live {
             query_rpm(&mut packages);

@@ -6,6 +6,7 @@
 //! Handlers are thin: they authorize the caller, validate input, call the store or an `app` function, and end
 //! every mutation through `audit::finish` so the audit record shares the change's transaction.
 
+pub mod accounts;
 pub mod audit;
 pub mod complexes;
 pub mod enrollment;
@@ -20,6 +21,7 @@ pub mod monitors;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;
+pub mod packages;
 pub mod server_templates;
 pub mod system_admin;
 pub mod systems;
@@ -76,6 +78,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         system_admin::system_services, system_admin::system_service_action, system_admin::group_service_action,
         system_admin::system_network, system_admin::system_facts,
         files::system_file_push, files::system_file_pull, files::group_file_push,
+        packages::package_upload, packages::package_list, packages::package_show, packages::package_delete,
+        packages::package_build, packages::package_distribute,
+        accounts::system_accounts, accounts::system_account_change, accounts::group_account_change,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -191,6 +196,12 @@ pub fn router(state: AppState) -> Router {
         .route("/groups/{group}/services/{service}/{action}", post(system_admin::group_service_action))
         .route("/systems/{system}/network", get(system_admin::system_network))
         .route("/systems/{system}/facts", get(system_admin::system_facts))
+        .route("/packages", get(packages::package_list).post(packages::package_upload))
+        .route("/packages/build", post(packages::package_build))
+        .route("/packages/{package}", get(packages::package_show).delete(packages::package_delete))
+        .route("/packages/{package}/distribute", post(packages::package_distribute))
+        .route("/systems/{system}/accounts", get(accounts::system_accounts).post(accounts::system_account_change))
+        .route("/groups/{group}/accounts", post(accounts::group_account_change))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -2,6 +2,7 @@
 //! so output can be tested without a terminal; `steward run` also returns the remote command's error output and
 //! exit code ([`Finished`]).
 
+mod accounts;
 mod audit;
 mod complexes;
 mod enrollment;
@@ -16,6 +17,7 @@ mod network_config;
 mod networks;
 mod operations;
 mod os_templates;
+mod packages;
 mod processes;
 mod run;
 mod serve;
@@ -125,6 +127,12 @@ enum Command {
     /// Push and pull files and directories (streamed, checksummed, atomically renamed into place).
     #[command(subcommand)]
     Files(files::FilesCommand),
+    /// The package repository: upload, build, and install, upgrade or remove on systems and groups.
+    #[command(subcommand)]
+    Packages(packages::PackagesCommand),
+    /// Users and groups of a system or of a group's members.
+    #[command(subcommand)]
+    Accounts(accounts::AccountsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -203,6 +211,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
         Command::Services(command) => services::run(&context, command).await,
         Command::Network(command) => network_config::run(&context, command).await,
         Command::Files(command) => files::run(&context, command).await,
+        Command::Packages(command) => packages::run(&context, command).await,
+        Command::Accounts(command) => accounts::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),
