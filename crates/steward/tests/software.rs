@@ -152,6 +152,48 @@ fn the_repository_reads_uploads_builds_both_formats_and_refuses_duplicates() {
         .collect();
     assert_eq!(names.len(), 3, "three package files and no temporary ones: {names:?}");
 
+    // A build from a directory on the server (administrators), and archives that are not build uploads.
+    let on_server = api.post(
+        "/packages/build",
+        json!({"name": "steward-hello", "version": "2.0", "architecture": "x86_64", "summary": "A greeting",
+               "maintainer": "Steward Tests <tests@example.org>", "files_directory": files.to_str().unwrap()}),
+    );
+    assert_eq!(on_server.status, 201, "{:?}", on_server.body);
+    assert_eq!(on_server.body["deb"]["architecture"], "amd64");
+    assert_eq!(on_server.body["rpm"]["file_name"], "steward-hello-2.0-1.x86_64.rpm");
+    let relative = api.post(
+        "/packages/build",
+        json!({"name": "x1", "version": "1", "architecture": "all", "summary": "s", "maintainer": "m <m@x>",
+               "files_directory": "tree"}),
+    );
+    assert_eq!(relative.status, 422, "{:?}", relative.body);
+    let stray = temp.path().join("stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("spec.json"), "{}").unwrap();
+    std::fs::write(stray.join("other.txt"), "x").unwrap();
+    let archive = temp.path().join("stray.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&stray)
+            .args(["spec.json", "other.txt"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = api.raw("POST", "/packages/build", Some("application/x-tar"), Some(std::fs::read(&archive).unwrap()));
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert!(
+        refused.body["error"]["message"].as_str().unwrap().contains("only spec.json and the files/ directory"),
+        "{:?}",
+        refused.body
+    );
+    for package in ["deb", "rpm"] {
+        api.delete(&format!("/packages/{}", on_server.body[package]["id"].as_str().unwrap()));
+    }
+
     let listed = server.cli_json(&["packages", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(api.get(&format!("/packages/{deb_id}")).body["name"], "steward-hello");
@@ -286,6 +328,38 @@ fn a_built_package_is_installed_and_removed_on_a_scratch_root_now_and_by_a_job()
         .body;
     // rpm may be installed here (it is on this Debian host): it reports the package is not installed in the root.
     assert_eq!(wrong_tool["failed"], 1, "{wrong_tool}");
+
+    // On a group with an offline member: the online one has dpkg's result, the offline one the reason.
+    let other_root = dpkg_root(&temp.path().join("other"));
+    let (mut other, other_id, other_name) =
+        online_agent(&server, &temp.path().join("agent-2"), &[("STEWARD_AGENT_PACKAGE_ROOT", other_root.as_path())]);
+    other.child.kill().unwrap();
+    let _ = other.child.wait();
+    eventually("the second system is offline", WAIT, || {
+        (api.get(&format!("/systems/{other_id}")).body["state"] == "offline").then_some(())
+    });
+    assert_eq!(api.post("/groups", json!({"name": "fleet"})).status, 201);
+    assert_eq!(api.post("/groups/fleet/members", json!({"systems": [name, other_name]})).status, 200);
+    let removal = server.cli(&["--output", "json", "packages", "remove", &deb, "--group", "fleet"]);
+    assert_eq!(removal.status.code(), Some(1), "one member failed");
+    let removal: serde_json::Value = serde_json::from_slice(&removal.stdout).unwrap();
+    assert_eq!((removal["succeeded"].as_u64(), removal["failed"].as_u64()), (Some(1), Some(1)), "{removal}");
+    let targets = removal["targets"].as_array().unwrap();
+    let online = targets.iter().find(|target| target["system"] == name.as_str()).unwrap();
+    assert_eq!(online["outcome"]["runs"][0]["command"][3], "--remove");
+    assert!(online["outcome"]["runs"][0]["stdout"].as_str().unwrap().contains("Removing steward-hello (1.1-1)"));
+    let offline = targets.iter().find(|target| target["system"] == other_name.as_str()).unwrap();
+    assert!(offline["outcome"].is_null());
+    assert!(offline["error"]["message"].as_str().unwrap().contains("offline"), "{offline}");
+    let audit = api.get("/audit?limit=100").body;
+    let record = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["action"] == "package.distribute" && item["target"] == "group fleet")
+        .unwrap()
+        .clone();
+    assert_eq!(record["details"]["result"]["failed"], 1, "{record}");
 }
 
 /// A scratch root for shadow-utils: minimal copies of the account files.
