@@ -100,6 +100,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Package files are pushed to the staging directory, which narrowed write roots must therefore include.
     let staging = args.state_dir.join("packages");
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+    }
     let mut write_roots = args.file_write_roots.clone();
     if !write_roots.is_empty() {
         write_roots.push(staging.clone());

@@ -222,9 +222,11 @@ fn dpkg_root(dir: &Path) -> PathBuf {
     root
 }
 
-fn inventory_has(server: &Server, id: &str, package: &str) -> bool {
+fn inventory_has(server: &Server, id: &str, package: &str, manager: &str) -> bool {
     let system = server.api().get(&format!("/systems/{id}")).body;
-    system["inventory"]["packages"].as_array().is_some_and(|packages| packages.iter().any(|p| p["name"] == package))
+    system["inventory"]["packages"]
+        .as_array()
+        .is_some_and(|packages| packages.iter().any(|p| p["name"] == package && p["manager"] == manager))
 }
 
 #[test]
@@ -246,7 +248,7 @@ fn a_built_package_is_installed_and_removed_on_a_scratch_root_now_and_by_a_job()
     let first = build("1.0", "\"coreutils (>= 8)\"");
     let first_deb = first["deb"]["id"].as_str().unwrap().to_string();
     // The agent's inventory reads the scratch root's database: the package is not there yet.
-    assert!(!inventory_has(&server, &id, "steward-hello"));
+    assert!(!inventory_has(&server, &id, "steward-hello", "dpkg"));
 
     // Installed now through the CLI: the scratch root has no coreutils, and dpkg says so, word for word; the CLI
     // prints it and exits with 1.
@@ -284,7 +286,9 @@ fn a_built_package_is_installed_and_removed_on_a_scratch_root_now_and_by_a_job()
     // The staged file is gone from the agent's staging directory.
     let staging = temp.path().join("agent/packages");
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "nothing left in {}", staging.display());
-    eventually("the inventory shows the package", WAIT, || inventory_has(&server, &id, "steward-hello").then_some(()));
+    eventually("the inventory shows the package", WAIT, || {
+        inventory_has(&server, &id, "steward-hello", "dpkg").then_some(())
+    });
 
     // Removed by a job one second from now: the run keeps dpkg's exit code and output.
     let at = steward_types::api::Timestamp(steward_types::api::Timestamp::now().millis() + 1000).to_string();
@@ -308,26 +312,47 @@ fn a_built_package_is_installed_and_removed_on_a_scratch_root_now_and_by_a_job()
     assert!(run["results"][0]["stdout"].as_str().unwrap().contains("Removing steward-hello (1.1-1)"), "{run}");
     assert!(!root.join("usr/share/steward-hello/greeting.txt").exists());
     eventually("the inventory no longer shows the package", WAIT, || {
-        (!inventory_has(&server, &id, "steward-hello")).then_some(())
+        (!inventory_has(&server, &id, "steward-hello", "dpkg")).then_some(())
     });
 
-    // Installing again works; removing with the other format's tool fails as rpm says and counts as failed.
+    // Installing again works.
     let again = api
         .post(
             &format!("/packages/{deb}/distribute"),
             json!({"target": {"kind": "system", "system": name}, "action": "install"}),
         )
         .body;
-    assert_eq!(again["succeeded"], 1, "installing again works: {again}");
+    assert_eq!(again["succeeded"], 1, "{again}");
+
+    // The .rpm of the same build, with rpm on the same scratch root (rpm is installed on this Debian host, and
+    // says what it thinks of that on standard error, which is kept as it is).
     let rpm = built["rpm"]["id"].as_str().unwrap();
-    let wrong_tool = api
-        .post(
-            &format!("/packages/{rpm}/distribute"),
-            json!({"target": {"kind": "system", "system": name}, "action": "remove"}),
-        )
-        .body;
-    // rpm may be installed here (it is on this Debian host): it reports the package is not installed in the root.
-    assert_eq!(wrong_tool["failed"], 1, "{wrong_tool}");
+    let target = json!({"kind": "system", "system": name});
+    let installed =
+        api.post(&format!("/packages/{rpm}/distribute"), json!({"target": target, "action": "install"})).body;
+    assert_eq!(installed["succeeded"], 1, "{installed}");
+    let run = &installed["targets"][0]["outcome"]["runs"][0];
+    assert_eq!(
+        run["command"].as_array().unwrap()[..4],
+        json!(["rpm", "--root", root.to_str().unwrap(), "-ivh"]).as_array().unwrap()[..],
+        "{run}"
+    );
+    assert!(run["stdout"].as_str().unwrap().contains("steward-hello-1.1-1"), "{run}");
+    eventually("the inventory shows the rpm package", WAIT, || {
+        inventory_has(&server, &id, "steward-hello", "rpm").then_some(())
+    });
+    let removed = api.post(&format!("/packages/{rpm}/distribute"), json!({"target": target, "action": "remove"})).body;
+    assert_eq!(removed["succeeded"], 1, "{removed}");
+    assert_eq!(removed["targets"][0]["outcome"]["runs"][0]["command"][3], "-e");
+    eventually("the inventory no longer shows the rpm package", WAIT, || {
+        (!inventory_has(&server, &id, "steward-hello", "rpm")).then_some(())
+    });
+    // Removing it again: rpm's refusal, word for word, and the target counts as failed.
+    let again = api.post(&format!("/packages/{rpm}/distribute"), json!({"target": target, "action": "remove"})).body;
+    assert_eq!(again["failed"], 1, "{again}");
+    let run = &again["targets"][0]["outcome"]["runs"][0];
+    assert_eq!(run["exit_code"], 1);
+    assert!(run["stderr"].as_str().unwrap().contains("error: package steward-hello is not installed"), "{run}");
 
     // On a group with an offline member: the online one has dpkg's result, the offline one the reason.
     let other_root = dpkg_root(&temp.path().join("other"));
