@@ -161,6 +161,20 @@ fn the_repository_reads_uploads_builds_both_formats_and_refuses_duplicates() {
     assert_eq!(on_server.status, 201, "{:?}", on_server.body);
     assert_eq!(on_server.body["deb"]["architecture"], "amd64");
     assert_eq!(on_server.body["rpm"]["file_name"], "steward-hello-2.0-1.x86_64.rpm");
+    // Reading a directory of the server is for administrators; viewers upload nothing at all.
+    assert_eq!(api.post("/users", json!({"name": "otto", "role": "operator"})).status, 201);
+    assert_eq!(api.post("/users", json!({"name": "vera", "role": "viewer"})).status, 201);
+    let token = |user: &str| {
+        api.post("/tokens", json!({"name": "t", "user": user})).body["secret"].as_str().unwrap().to_string()
+    };
+    let operator = api.with_token(Some(&token("otto")));
+    let viewer = api.with_token(Some(&token("vera")));
+    let spec_on_server = json!({"name": "x1", "version": "1", "architecture": "all", "summary": "s",
+        "maintainer": "m <m@x>", "files_directory": "/etc"});
+    assert_eq!(operator.post("/packages/build", spec_on_server).status, 403);
+    let viewer_upload =
+        viewer.raw("POST", "/packages", Some("application/octet-stream"), Some(std::fs::read(&probe).unwrap()));
+    assert_eq!(viewer_upload.status, 403);
     let relative = api.post(
         "/packages/build",
         json!({"name": "x1", "version": "1", "architecture": "all", "summary": "s", "maintainer": "m <m@x>",
