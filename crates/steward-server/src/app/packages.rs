@@ -121,6 +121,13 @@ pub fn describe(info: &PackageInfo, received: &Received, uploaded_by: &str) -> P
         PackageFormat::Deb => format!("{}_{}_{}.deb", info.name, info.version.replace(':', "%3a"), info.architecture),
         PackageFormat::Rpm => format!("{}-{}.{}.rpm", info.name, info.version.replace(':', "_"), info.architecture),
     };
+    // The name becomes a path on the agents: only characters package names and versions normally have.
+    let file_name: String = file_name
+        .chars()
+        .map(
+            |character| if character.is_ascii_alphanumeric() || "._+~%-".contains(character) { character } else { '_' },
+        )
+        .collect();
     Package {
         id: PackageId::new(),
         format: format.to_owned(),
