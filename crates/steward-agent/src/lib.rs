@@ -17,6 +17,7 @@ pub mod sampler;
 pub mod serial;
 pub mod session;
 pub mod shell;
+pub mod software;
 pub mod state;
 pub mod tls;
 pub mod watch;

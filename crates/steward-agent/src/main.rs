@@ -57,6 +57,14 @@ struct Args {
     /// File transfers may write only under this directory (repeatable; default `/`).
     #[arg(long = "file-write-root", value_name = "DIR")]
     file_write_roots: Vec<PathBuf>,
+    /// For tests: package tools act on this root (`dpkg --root`, `rpm --root`; never apt, dnf or zypper) and the
+    /// inventory reports the packages of its dpkg database instead of the system's.
+    #[arg(long, env = "STEWARD_AGENT_PACKAGE_ROOT", value_name = "DIR")]
+    package_root: Option<PathBuf>,
+    /// For tests: account tools act on this root (`useradd -R DIR`, ...) and accounts are listed from its
+    /// `etc/passwd`, `etc/group` and `etc/shadow` instead of the system's.
+    #[arg(long, env = "STEWARD_AGENT_ACCOUNT_ROOT", value_name = "DIR")]
+    account_root: Option<PathBuf>,
     /// Log filter (`warn`, `info`, `debug`).
     #[arg(long, env = "STEWARD_AGENT_LOG", default_value = "info")]
     log: String,
@@ -90,9 +98,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(directory) = &args.init_directory {
         steward_agent::admin::services::set_init_directory(directory.clone());
     }
-    let file_policy =
-        steward_agent::files::policy::FilePolicy::new(args.file_read_roots.clone(), args.file_write_roots.clone())
-            .map_err(|error| anyhow::anyhow!(error))?;
+    // Package files are pushed to the staging directory, which narrowed write roots must therefore include.
+    let staging = args.state_dir.join("packages");
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+    }
+    let mut write_roots = args.file_write_roots.clone();
+    if !write_roots.is_empty() {
+        write_roots.push(staging.clone());
+    }
+    let file_policy = steward_agent::files::policy::FilePolicy::new(args.file_read_roots.clone(), write_roots)
+        .map_err(|error| anyhow::anyhow!(error))?;
+    for (flag, root) in [("--package-root", &args.package_root), ("--account-root", &args.account_root)] {
+        if let Some(root) = root
+            && !root.is_absolute()
+        {
+            anyhow::bail!("{flag} {} is not an absolute path", root.display());
+        }
+    }
+    steward_agent::software::configure(steward_agent::software::SoftwareSettings {
+        staging,
+        package_root: args.package_root.clone(),
+        account_root: args.account_root.clone(),
+    });
     let transport = match args.channel {
         Channel::Tls => {
             if args.channel_device.is_some() {

@@ -99,6 +99,10 @@ async fn carry_out(id: u64, request: AgentRequest, inventory_root: PathBuf) -> A
         | AgentRequest::ListServices
         | AgentRequest::ServiceAction(_)
         | AgentRequest::NetworkConfiguration) => crate::admin::carry_out(id, request).await,
+        request @ (AgentRequest::PackageStage
+        | AgentRequest::Package(_)
+        | AgentRequest::ListAccounts
+        | AgentRequest::Account(_)) => crate::software::carry_out(id, request).await,
         // The conversation hands file requests to its transfers (`files.rs`), never here.
         AgentRequest::File(_) => AgentResponse::Error { message: "file requests belong to a transfer".into() },
         AgentRequest::Session(_) => AgentResponse::Error { message: "session requests belong to a session".into() },

@@ -13,6 +13,7 @@ pub mod message;
 pub mod monitor;
 pub mod request;
 pub mod session;
+pub mod software;
 pub mod synced;
 pub mod system_admin;
 pub mod tar;

@@ -55,6 +55,7 @@ use crate::request::{AgentRequest, AgentResponse};
 ///   request kind as unsupported and samples nothing; only an agent that accepted a plan sends `Samples`.
 /// - The process, service and network requests of `system_admin.rs` were added without a bump, as request kinds
 ///   (an older agent answers them with an error), and their answers are only sent to a server that asked.
+/// - The package and account requests of `software.rs` were added without a bump, the same way.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The name of the virtio-serial port the agent talks over (QEMU: `virtserialport,name=...`; the guest finds it

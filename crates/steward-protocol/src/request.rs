@@ -46,6 +46,14 @@ pub enum AgentRequest {
     File(crate::files::FileRequest),
     /// A step of a shell session or a streamed command (`session.rs`).
     Session(crate::session::SessionRequest),
+    /// Make a private directory for a package file to be pushed to (`software.rs` has the types of these).
+    PackageStage,
+    /// Install, upgrade or remove a package with the system's tool.
+    Package(crate::software::PackageOperation),
+    /// List the users and groups.
+    ListAccounts,
+    /// Change a user or group with shadow-utils.
+    Account(crate::software::AccountChange),
     /// A request kind this build does not know: a newer server asked for something this agent cannot do. Never
     /// sent; an agent answers it with [`AgentResponse::Error`] instead of failing to read the whole message, so
     /// new kinds can be added without a protocol version.
@@ -97,6 +105,13 @@ pub enum AgentResponse {
     File(crate::files::FileResponse),
     /// The answer to a `Session` request.
     Session(crate::session::SessionResponse),
+    /// The answer to `PackageStage`.
+    PackageStaged(crate::software::PackageStaged),
+    /// The answer to `Package` and `Account`: the commands run, with their exit codes and exact output (also
+    /// when one failed).
+    Tool(crate::software::ToolOutcome),
+    /// The answer to `ListAccounts`.
+    Accounts(crate::software::AccountListing),
     /// The request could not be carried out: the program could not be started, the agent is busy, the request is
     /// not valid or not supported. The message says which, for a human.
     Error { message: String },

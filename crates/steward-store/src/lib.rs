@@ -19,6 +19,7 @@ pub mod hosts;
 pub mod jobs;
 pub mod monitors;
 pub mod operations;
+pub mod packages;
 pub mod systems;
 pub mod templates;
 pub mod users;

@@ -44,6 +44,10 @@ typed_id!(
     SystemId
 );
 typed_id!(
+    /// A package in the server's repository.
+    PackageId
+);
+typed_id!(
     /// A static or dynamic group of systems.
     GroupId
 );

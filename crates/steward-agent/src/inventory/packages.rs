@@ -13,6 +13,9 @@
 //! A `0:` epoch is dropped, so versions look like `rpm -q` prints them; the `(none)` architecture of pseudo packages
 //! such as `gpg-pubkey` becomes empty. Both databases may exist on one system (rpm installed on Debian, say): both
 //! are reported, each package with its manager.
+//!
+//! An agent started with `--package-root DIR` (tests) reads both databases under `DIR` instead (`rpm --root DIR`),
+//! since its package tools act there.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,10 +29,14 @@ const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{ARCH}\t%{EPOCHNUM}:%{VERSION}-%{RELEA
 
 pub(super) fn collect(root: &Path, live: bool) -> Vec<Package> {
     let mut packages = Vec::new();
-    read_dpkg_status(&rooted(root, "var/lib/dpkg/status"), &mut packages);
-    if rooted(root, "var/lib/rpm").is_dir() {
+    // An agent whose package tools act on a scratch root (`--package-root`, for tests) reports that root's.
+    let package_root = crate::software::package_root().filter(|_| live);
+    let dpkg_root = package_root.unwrap_or(root);
+    read_dpkg_status(&rooted(dpkg_root, "var/lib/dpkg/status"), &mut packages);
+    // Under a package root the database may be wherever this host's rpm keeps it (`~/.rpmdb` on Debian): ask.
+    if package_root.is_some() || rooted(root, "var/lib/rpm").is_dir() {
         if live {
-            query_rpm(&mut packages);
+            query_rpm(package_root, &mut packages);
         } else {
             tracing::debug!("rpm database under a fixture root is not queried");
         }
@@ -99,9 +106,12 @@ fn set(field: &mut String, value: &str) {
 }
 
 /// Runs `rpm -qa` and appends its packages; nothing when rpm is not installed or fails.
-fn query_rpm(packages: &mut Vec<Package>) {
-    let output =
-        Command::new("rpm").args(["-qa", "--qf", RPM_QUERY_FORMAT]).stdin(Stdio::null()).stderr(Stdio::null()).output();
+fn query_rpm(package_root: Option<&Path>, packages: &mut Vec<Package>) {
+    let mut command = Command::new("rpm");
+    if let Some(root) = package_root {
+        command.arg("--root").arg(root);
+    }
+    let output = command.args(["-qa", "--qf", RPM_QUERY_FORMAT]).stdin(Stdio::null()).stderr(Stdio::null()).output();
     match output {
         Ok(output) if output.status.success() => parse_rpm_output(&String::from_utf8_lossy(&output.stdout), packages),
         Ok(output) => tracing::debug!(status = %output.status, "rpm -qa failed"),

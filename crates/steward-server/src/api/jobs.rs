@@ -26,13 +26,19 @@ async fn find_job(conn: &mut steward_store::Conn, id_or_name: &str) -> ApiResult
 }
 
 /// Checks a new job completely (its target must exist now; a group may be empty); returns its first run time.
-async fn check(conn: &mut steward_store::Conn, job: &Job) -> ApiResult<Option<Timestamp>> {
+pub(crate) async fn check(conn: &mut steward_store::Conn, job: &Job) -> ApiResult<Option<Timestamp>> {
     validate::name("name", &job.name)?;
     validate::description("description", &job.description)?;
-    let JobTask::Command { command } = &job.task;
-    command
-        .validate()
-        .map_err(|error| ApiError::validation(&format!("task.command.{}", error.field), error.reason.clone()))?;
+    match &job.task {
+        JobTask::Command { command } => command
+            .validate()
+            .map_err(|error| ApiError::validation(&format!("task.command.{}", error.field), error.reason.clone()))?,
+        JobTask::Package { package, .. } => {
+            if steward_store::packages::get(conn, *package).await?.is_none() {
+                return Err(ApiError::validation("task.package", format!("the repository has no package {package}")));
+            }
+        }
+    }
     match &job.target {
         JobTarget::System { system } => {
             if steward_store::systems::get(conn, system).await?.is_none() {

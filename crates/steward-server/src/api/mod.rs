@@ -6,6 +6,7 @@
 //! Handlers are thin: they authorize the caller, validate input, call the store or an `app` function, and end
 //! every mutation through `audit::finish` so the audit record shares the change's transaction.
 
+pub mod accounts;
 pub mod audit;
 pub mod complexes;
 pub mod enrollment;
@@ -21,6 +22,7 @@ pub mod monitors;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;
+pub mod packages;
 pub mod server_templates;
 pub mod shell;
 pub mod system_admin;
@@ -84,6 +86,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         system_admin::system_network, system_admin::system_facts,
         files::system_file_push, files::system_file_pull, files::group_file_push,
         shell::system_shell, shell::system_stream_command,
+        packages::package_upload, packages::package_list, packages::package_show, packages::package_delete,
+        packages::package_build, packages::package_distribute,
+        accounts::system_accounts, accounts::system_account_change, accounts::group_account_change,
     ),
     components(schemas(steward_types::ErrorResponse)),
     modifiers(&BearerAuth),
@@ -220,6 +225,12 @@ pub fn router(state: AppState) -> Router {
             "/maintenance-windows/{window}",
             get(event_actions::maintenance_window_show).delete(event_actions::maintenance_window_delete),
         )
+        .route("/packages", get(packages::package_list).post(packages::package_upload))
+        .route("/packages/build", post(packages::package_build))
+        .route("/packages/{package}", get(packages::package_show).delete(packages::package_delete))
+        .route("/packages/{package}/distribute", post(packages::package_distribute))
+        .route("/systems/{system}/accounts", get(accounts::system_accounts).post(accounts::system_account_change))
+        .route("/groups/{group}/accounts", post(accounts::group_account_change))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

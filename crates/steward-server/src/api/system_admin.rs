@@ -258,13 +258,13 @@ pub async fn system_facts(
     }))
 }
 
-async fn find(state: &AppState, system: &str) -> ApiResult<SystemSummary> {
+pub(crate) async fn find(state: &AppState, system: &str) -> ApiResult<SystemSummary> {
     let mut conn = state.store.conn().await?;
     find_system(&mut conn, system).await
 }
 
 /// Every member of a group, ordered by name.
-async fn group_members(state: &AppState, group: &str) -> ApiResult<(Group, Vec<SystemSummary>)> {
+pub(crate) async fn group_members(state: &AppState, group: &str) -> ApiResult<(Group, Vec<SystemSummary>)> {
     let mut conn = state.store.conn().await?;
     let found =
         steward_store::groups::get(&mut conn, group).await?.ok_or_else(|| ApiError::not_found("group", group))?;
@@ -346,7 +346,11 @@ fn unexpected(summary: &SystemSummary, answer: &AgentResponse) -> ApiError {
 
 /// `result`, after recording it in the audit trail when it is a failure; the entry is handed back for the
 /// record of the outcome.
-async fn checked<T>(state: &AppState, entry: AuditEntry, result: ApiResult<T>) -> ApiResult<(AuditEntry, T)> {
+pub(crate) async fn checked<T>(
+    state: &AppState,
+    entry: AuditEntry,
+    result: ApiResult<T>,
+) -> ApiResult<(AuditEntry, T)> {
     match result {
         Ok(value) => Ok((entry, value)),
         Err(error) => {
@@ -395,7 +399,7 @@ where
     .await
 }
 
-async fn spawn_recorded<T: Send + Sync + 'static>(
+pub(crate) async fn spawn_recorded<T: Send + Sync + 'static>(
     state: AppState,
     mut entry: AuditEntry,
     work: impl Future<Output = ApiResult<T>> + Send + 'static,
@@ -419,7 +423,7 @@ async fn spawn_recorded<T: Send + Sync + 'static>(
 }
 
 /// Runs `work` on every member, at most [`GROUP_CONCURRENCY`] at a time; the results keep the members' order.
-async fn fan_out<T, F, Fut>(state: &AppState, members: Vec<SystemSummary>, work: F) -> Vec<TargetResult<T>>
+pub(crate) async fn fan_out<T, F, Fut>(state: &AppState, members: Vec<SystemSummary>, work: F) -> Vec<TargetResult<T>>
 where
     T: Send + Sync + 'static,
     F: Fn(AppState, SystemSummary) -> Fut,
@@ -459,7 +463,7 @@ where
         .collect()
 }
 
-fn group_result<T>(group: &Group, targets: Vec<TargetResult<T>>) -> GroupActionResult<T> {
+pub(crate) fn group_result<T>(group: &Group, targets: Vec<TargetResult<T>>) -> GroupActionResult<T> {
     let failed = targets.iter().filter(|target| target.error.is_some()).count() as u32;
     GroupActionResult { group: group.name.clone(), succeeded: targets.len() as u32 - failed, failed, targets }
 }

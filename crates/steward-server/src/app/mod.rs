@@ -11,6 +11,7 @@ pub mod groups;
 pub mod hosts;
 pub mod inventory;
 pub mod monitors;
+pub mod packages;
 pub mod sagas;
 pub mod scheduler;
 pub mod sessions;

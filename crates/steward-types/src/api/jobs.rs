@@ -13,6 +13,8 @@ use crate::ids::{JobId, JobRunId, SystemId};
 pub enum JobTask {
     /// Run a program through the system's agent (the body of `POST /systems/{system}/commands`).
     Command { command: SystemCommand },
+    /// Install, upgrade or remove a package of the repository (`POST /packages/{package}/distribute`).
+    Package { package: crate::ids::PackageId, action: steward_protocol::software::PackageAction },
 }
 
 /// Where a job runs: one system, or every member of a group at the time of the run.

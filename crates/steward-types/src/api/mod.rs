@@ -15,6 +15,7 @@ pub mod monitors;
 pub mod networks;
 pub mod operations;
 pub mod os_templates;
+pub mod packages;
 pub mod server_templates;
 pub mod sessions;
 pub mod system_admin;

@@ -234,6 +234,20 @@ fn produce(
     }
 }
 
+/// The bytes of a local file as a streamed request body, for other commands' uploads; the task ends with the
+/// bytes sent and their SHA-256, or the reading error (which also ends the body with an error).
+pub(super) fn file_body(local: &Path) -> (reqwest::Body, tokio::task::JoinHandle<Result<StreamEnd, String>>) {
+    let (chunks, received) = mpsc::channel::<Vec<u8>>(4);
+    let failure = Arc::new(Mutex::new(None));
+    let total = std::fs::metadata(local).ok().map(|metadata| metadata.len());
+    let producer = {
+        let (local, failure) = (local.to_path_buf(), Arc::clone(&failure));
+        let label = local.display().to_string();
+        tokio::task::spawn_blocking(move || produce(&local, false, chunks, &failure, Progress::new(label, total)))
+    };
+    (reqwest::Body::wrap(UploadBody { chunks: received, failure }), producer)
+}
+
 fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut digest = Sha256::new();

@@ -161,10 +161,13 @@ pub async fn run(context: &Context, command: JobsCommand) -> anyhow::Result<Stri
             ("Next run", optional(&job.next_run_at)),
             ("Missed runs", label(&job.missed_runs)),
             ("Concurrency", job.concurrency.to_string()),
-            ("Task", {
-                let JobTask::Command { command } = &job.task;
-                command.argv.join(" ")
-            }),
+            (
+                "Task",
+                match &job.task {
+                    JobTask::Command { command } => command.argv.join(" "),
+                    JobTask::Package { package, action } => format!("package {} {package}", action.as_str()),
+                },
+            ),
             ("Description", job.description.clone()),
             ("Created", format!("{} by {}", job.created_at, job.created_by)),
         ]),

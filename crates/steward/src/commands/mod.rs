@@ -2,6 +2,7 @@
 //! so output can be tested without a terminal; `steward run` also returns the remote command's error output and
 //! exit code ([`Finished`]).
 
+mod accounts;
 mod audit;
 mod complexes;
 mod enrollment;
@@ -17,6 +18,7 @@ mod network_config;
 mod networks;
 mod operations;
 mod os_templates;
+mod packages;
 mod processes;
 mod run;
 mod serve;
@@ -138,6 +140,12 @@ enum Command {
     MaintenanceWindows(event_actions::MaintenanceWindowsCommand),
     /// An interactive shell on a system, through its agent; exits with the shell's exit code.
     Shell(shell::ShellArgs),
+    /// The package repository: upload, build, and install, upgrade or remove on systems and groups.
+    #[command(subcommand)]
+    Packages(packages::PackagesCommand),
+    /// Users and groups of a system or of a group's members.
+    #[command(subcommand)]
+    Accounts(accounts::AccountsCommand),
 }
 
 /// What a command leaves to print, and how the process exits.
@@ -226,6 +234,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 ..Finished::default()
             }));
         }
+        Command::Packages(command) => packages::run(&context, command).await,
+        Command::Accounts(command) => accounts::run(&context, command).await,
     };
     match text {
         Ok(text) => Ok(Finished::text(text)),

@@ -248,7 +248,18 @@ async fn run_target(
     let mut tx = state.store.begin().await?;
     steward_store::jobs::target_insert(&mut tx, run, &result).await?;
     tx.commit().await?;
-    let JobTask::Command { command } = task;
+    let command = match task {
+        JobTask::Command { command } => command,
+        JobTask::Package { package, action } => {
+            package_target(state, *package, *action, system, &mut result).await;
+            result.state = if result.error.is_none() { TargetState::Succeeded } else { TargetState::Failed };
+            result.finished_at = Some(Timestamp::now());
+            let mut tx = state.store.begin().await?;
+            steward_store::jobs::target_insert(&mut tx, run, &result).await?;
+            tx.commit().await?;
+            return Ok(result);
+        }
+    };
     let wait = Duration::from_secs(u64::from(command.timeout_seconds)) + ANSWER_GRACE;
     let request = AgentRequest::RunCommand(command.clone().into_request());
     match state.agents.request(system.id, request, wait).await {
@@ -275,4 +286,43 @@ async fn run_target(
     steward_store::jobs::target_insert(&mut tx, run, &result).await?;
     tx.commit().await?;
     Ok(result)
+}
+
+/// A package task on one target: the tool's exit code and exact output become the target's result.
+async fn package_target(
+    state: &AppState,
+    package: steward_types::PackageId,
+    action: steward_protocol::software::PackageAction,
+    system: &SystemSummary,
+    result: &mut JobTargetResult,
+) {
+    let found = match state.store.conn().await {
+        Ok(mut conn) => steward_store::packages::get(&mut conn, package).await,
+        Err(error) => Err(error),
+    };
+    let package = match found {
+        Ok(Some(package)) => package,
+        Ok(None) => {
+            result.error = Some(format!("the repository no longer has package {package}"));
+            return;
+        }
+        Err(error) => {
+            result.error = Some(crate::error_chain(&error));
+            return;
+        }
+    };
+    match crate::app::packages::apply_to_system(state, &package, action, system).await {
+        Ok(outcome) => {
+            if let Some(last) = outcome.runs.last() {
+                result.exit_code = last.exit_code;
+                result.stdout = kept(last.stdout.clone());
+                result.stderr = kept(last.stderr.clone());
+                if !outcome.succeeded {
+                    result.error =
+                        Some(format!("`{}` failed (exit code {:?})", last.command.join(" "), last.exit_code));
+                }
+            }
+        }
+        Err(error) => result.error = Some(error.message),
+    }
 }
