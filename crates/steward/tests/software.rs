@@ -23,8 +23,11 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether a tool runs; under `CI=true` (where `scripts/test` installs it) a missing one fails the test.
 fn tool_available(program: &str) -> bool {
-    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    let found = Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    assert!(found || std::env::var("CI").as_deref() != Ok("true"), "{program} is missing; CI=true needs it");
+    found
 }
 
 /// Starts an agent with extra environment and waits until its system is online; returns it, its ID and name.

@@ -206,16 +206,11 @@ pub async fn system_stream_command(
     Query(query): Query<StreamQuery>,
     JsonBody(command): JsonBody<SystemCommand>,
 ) -> ApiResult<Response> {
-    // Never the environment's values nor the input: they may hold secrets.
-    let details = serde_json::json!({
-        "argv": command.argv,
-        "environment": command.environment.keys().collect::<Vec<_>>(),
-        "stdin_bytes": command.stdin.as_ref().map(String::len),
-        "timeout_seconds": command.timeout_seconds,
-        "working_directory": command.working_directory,
-        "user": query.user,
-        "stream": true,
-    });
+    let mut details = crate::api::systems::command_audit_details(&command);
+    if let serde_json::Value::Object(fields) = &mut details {
+        fields.insert("user".into(), serde_json::json!(query.user));
+        fields.insert("stream".into(), serde_json::json!(true));
+    }
     let mut entry = AuditEntry::new(&caller.user.name, "system.command", &system).details(details);
     crate::audit::authorize(&state, &caller, Role::Operator, &entry).await?;
     let open = SessionOpen {

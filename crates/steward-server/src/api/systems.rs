@@ -157,6 +157,18 @@ pub async fn system_refresh_inventory(
     finish(&state, tx, entry, result).await
 }
 
+/// What the audit trail keeps of a command: never the environment's values nor the input (they may hold
+/// secrets).
+pub(crate) fn command_audit_details(command: &SystemCommand) -> serde_json::Value {
+    serde_json::json!({
+        "argv": command.argv,
+        "environment": command.environment.keys().collect::<Vec<_>>(),
+        "stdin_bytes": command.stdin.as_ref().map(String::len),
+        "timeout_seconds": command.timeout_seconds,
+        "working_directory": command.working_directory,
+    })
+}
+
 /// How much longer than the command's own timeout the server waits for the agent's answer: the agent kills the
 /// command at its timeout, then needs a moment to collect and send what it wrote.
 const COMMAND_ANSWER_GRACE: Duration = Duration::from_secs(10);
@@ -176,14 +188,7 @@ pub async fn system_run_command(
     Path(system): Path<String>,
     JsonBody(command): JsonBody<SystemCommand>,
 ) -> ApiResult<Json<CommandOutcome>> {
-    // Never the environment's values nor the input: they may hold secrets.
-    let details = serde_json::json!({
-        "argv": command.argv,
-        "environment": command.environment.keys().collect::<Vec<_>>(),
-        "stdin_bytes": command.stdin.as_ref().map(String::len),
-        "timeout_seconds": command.timeout_seconds,
-        "working_directory": command.working_directory,
-    });
+    let details = command_audit_details(&command);
     let mut entry = AuditEntry::new(&caller.user.name, "system.command", &system).details(details);
     crate::audit::authorize(&state, &caller, Role::Operator, &entry).await?;
     let prepared = async {
