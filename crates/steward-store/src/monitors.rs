@@ -213,8 +213,7 @@ pub async fn downsample(
     Ok(folded)
 }
 
-/// The newest bucket boundary up to which raw samples were folded (kept in the key-value `settings` of the
-/// downsampler: the newest bucket present, plus one bucket).
+/// The bucket boundary up to which raw samples were folded: the newest bucket present, plus one bucket.
 pub async fn folded_until(conn: &mut Conn) -> Result<Option<i64>> {
     let row = sqlx::query("SELECT MAX(bucket) AS newest FROM samples_5m").fetch_one(conn).await?;
     Ok(row.try_get::<Option<i64>, _>("newest")?.map(|bucket| bucket + BUCKET_MILLIS))
